@@ -1,0 +1,107 @@
+//! Socket addresses as the wire writes them: canonical form, parsing, and subnet keys.
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
+
+/// The canonical form of an address: IPv4-mapped IPv6 becomes IPv4, and IPv6 flow info and
+/// scope id are dropped. `Display` of the result is the `ip:port` / `[ip]:port` wire form.
+pub fn canonical(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(_) => addr,
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+            None => SocketAddr::V6(SocketAddrV6::new(*v6.ip(), v6.port(), 0, 0)),
+        },
+    }
+}
+
+/// Longest `ip:port` string accepted from the wire (`[` + 39-char IPv6 + `]:65535`).
+pub const MAX_ADDR_TEXT: usize = 47;
+
+/// Parses one wire address entry (`1.2.3.4:5`, `[::1]:5`). Rejects port 0, unspecified,
+/// multicast and broadcast addresses: nobody can be reached there.
+pub fn parse_peer(s: &str) -> Option<SocketAddr> {
+    if s.len() > MAX_ADDR_TEXT {
+        return None;
+    }
+    let addr = canonical(s.parse::<SocketAddr>().ok()?);
+    is_routable_peer(addr).then_some(addr)
+}
+
+/// Whether `addr` could be a peer at all (see [`parse_peer`]).
+pub fn is_routable_peer(addr: SocketAddr) -> bool {
+    if addr.port() == 0 {
+        return false;
+    }
+    match addr.ip() {
+        IpAddr::V4(ip) => !(ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast()),
+        IpAddr::V6(ip) => !(ip.is_unspecified() || ip.is_multicast()),
+    }
+}
+
+/// The diversity group of an IP: its /24 for IPv4, its /48 for IPv6.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Subnet {
+    /// The first three octets of an IPv4 address.
+    V4([u8; 3]),
+    /// The first three 16-bit groups of an IPv6 address.
+    V6([u16; 3]),
+}
+
+/// The /24 (IPv4) or /48 (IPv6) that `ip` belongs to.
+pub fn subnet(ip: IpAddr) -> Subnet {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            Subnet::V4([o[0], o[1], o[2]])
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => subnet(IpAddr::V4(v4)),
+            None => {
+                let s = v6.segments();
+                Subnet::V6([s[0], s[1], s[2]])
+            }
+        },
+    }
+}
+
+/// Whether `addr` is loopback (127.0.0.0/8 or ::1).
+pub fn is_loopback(addr: SocketAddr) -> bool {
+    match canonical(addr).ip() {
+        IpAddr::V4(ip) => ip.is_loopback(),
+        IpAddr::V6(ip) => ip == Ipv6Addr::LOCALHOST,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_forms() {
+        let mapped: SocketAddr = "[::ffff:192.0.2.1]:24254".parse().unwrap();
+        assert_eq!(canonical(mapped).to_string(), "192.0.2.1:24254");
+        let v6: SocketAddr = "[2001:db8::1]:24254".parse().unwrap();
+        assert_eq!(canonical(v6).to_string(), "[2001:db8::1]:24254");
+    }
+
+    #[test]
+    fn parse_peer_rejects_unreachable() {
+        assert!(parse_peer("192.0.2.1:24254").is_some());
+        assert!(parse_peer("[2001:db8::1]:1").is_some());
+        for bad in ["0.0.0.0:1", "192.0.2.1:0", "224.0.0.1:24254", "[ff02::1]:24254", "x", "255.255.255.255:1", "192.0.2.1"] {
+            assert!(parse_peer(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn subnets_group_by_prefix() {
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.200".parse().unwrap();
+        let c: IpAddr = "192.0.3.1".parse().unwrap();
+        assert_eq!(subnet(a), subnet(b));
+        assert_ne!(subnet(a), subnet(c));
+        let x: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let y: IpAddr = "2001:db8:1:ffff::1".parse().unwrap();
+        assert_eq!(subnet(x), subnet(y));
+    }
+}

@@ -1,0 +1,64 @@
+//! Engine configuration: every tunable with its default.
+
+use crate::lookup::LookupConfig;
+use crate::table::TableConfig;
+use std::time::Duration;
+
+/// Everything the engine can be tuned with. `Config::default()` is what a public node runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Routing-table parameters (k, caps, spares).
+    pub table: TableConfig,
+    /// Lookup parameters (alpha, timeouts, deadline).
+    pub lookup: LookupConfig,
+    /// A bucket with no activity for this long is refreshed by a lookup of a random ID in it.
+    pub refresh_interval: Duration,
+    /// How often to retry bootstrap while the table holds fewer than k contacts.
+    pub bootstrap_retry: Duration,
+    /// How often the cookie secret rotates (the previous one stays valid for one period).
+    pub cookie_rotation: Duration,
+    /// Period of the maintenance tick (refresh checks, liveness pings, pruning).
+    pub tick: Duration,
+    /// A contact not heard from for this long gets a liveness ping.
+    pub ping_interval: Duration,
+    /// Timeout of a request to a peer with no RTT measured yet (doubled before giving up).
+    pub initial_timeout: Duration,
+    /// Most candidate addresses waiting to be pinged.
+    pub max_candidates: usize,
+    /// Most pings (candidate checks, liveness, evictions) in flight.
+    pub max_pings_in_flight: usize,
+    /// Most requests of any kind in flight.
+    pub max_requests_in_flight: usize,
+    /// Most remote addresses whose cookie and state are remembered.
+    pub max_peer_book: usize,
+    /// Most lookups running at once (maintenance lookups included).
+    pub max_lookups: usize,
+    /// Size first-contact requests are padded to, so a full answer fits the amplification
+    /// limit of a peer that has not verified us yet (0 = no padding).
+    pub first_contact_padding: usize,
+    /// Reports of our address needed (from distinct IPs, and a majority of the recent ones)
+    /// before a new public address is adopted.
+    pub address_quorum: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            table: TableConfig::default(),
+            lookup: LookupConfig::default(),
+            refresh_interval: Duration::from_secs(15 * 60),
+            bootstrap_retry: Duration::from_secs(30),
+            cookie_rotation: Duration::from_secs(10 * 60),
+            tick: Duration::from_secs(1),
+            ping_interval: Duration::from_secs(10 * 60),
+            initial_timeout: Duration::from_millis(1000),
+            max_candidates: 512,
+            max_pings_in_flight: 32,
+            max_requests_in_flight: 1024,
+            max_peer_book: 4096,
+            max_lookups: 64,
+            first_contact_padding: 640,
+            address_quorum: 3,
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! Handling one received datagram: cookies, answers to our requests, and replies to theirs.
+
+use super::requests::{parse_nonce, Purpose, Request};
+use super::{Engine, Event};
+use crate::addr::canonical;
+use crate::cookie::CookieCheck;
+use crate::id::NodeId;
+use crate::time::Time;
+use crate::wire::{
+    decode, Echo, Message, PacketError, PacketWriter, HEADER_OVERHEAD, MAX_DATAGRAM, MAX_PEERS,
+};
+use std::net::SocketAddr;
+
+/// The most a reply to an unverified source may be, in UDP payload bytes: the reply's wire
+/// size (payload + 28) is at most twice the request's wire size.
+pub fn amplification_limit(request_len: usize) -> usize {
+    2 * (request_len + HEADER_OVERHEAD) - HEADER_OVERHEAD
+}
+
+impl Engine {
+    /// Handles one datagram from `src`. Malformed input is dropped and counted, never an error.
+    pub fn handle_packet(&mut self, now: Time, src: SocketAddr, data: &[u8]) {
+        let src = canonical(src);
+        self.stats.datagrams_in += 1;
+        self.stats.bytes_in += data.len() as u64;
+        let decoded = match decode(data) {
+            Ok(d) => d,
+            Err(PacketError::TooLarge) => {
+                self.stats.dropped_too_large += 1;
+                return;
+            }
+            Err(PacketError::NotJsonArray) => {
+                self.stats.dropped_not_array += 1;
+                return;
+            }
+        };
+        self.stats.skipped_unknown += u64::from(decoded.unknown);
+        self.stats.skipped_malformed += u64::from(decoded.malformed);
+        self.stats.skipped_excess += u64::from(decoded.excess);
+        self.stats.bad_addresses += u64::from(decoded.bad_addresses);
+        let msgs = decoded.messages;
+        if msgs.is_empty() {
+            self.stats.dropped_empty += 1;
+            return;
+        }
+        for m in &msgs {
+            self.stats.count_in(m.name());
+        }
+        if self.is_self(src) {
+            return;
+        }
+
+        let check = self.check_cookies(src, &msgs);
+        let verified = matches!(check, Some(CookieCheck::Current | CookieCheck::Previous));
+        let new_cookie = self.remember_peer(now, src, &msgs, check);
+        self.handle_answers(now, src, &msgs, verified, new_cookie);
+        self.reply(now, src, data.len(), check, &msgs);
+        self.drive(now);
+    }
+
+    /// The best verdict over the packet's `AlwaysReturned` cookies (`None` if it has none).
+    fn check_cookies(&mut self, src: SocketAddr, msgs: &[Message]) -> Option<CookieCheck> {
+        let mut best = None;
+        for m in msgs {
+            if let Message::AlwaysReturned(e) = m {
+                let c = e
+                    .cookie_str()
+                    .map_or(CookieCheck::Invalid, |s| self.jar.check(src.ip(), &s));
+                best = match (best, c) {
+                    (Some(CookieCheck::Current), _) | (_, CookieCheck::Current) => {
+                        Some(CookieCheck::Current)
+                    }
+                    (Some(CookieCheck::Previous), _) | (_, CookieCheck::Previous) => {
+                        Some(CookieCheck::Previous)
+                    }
+                    _ => Some(CookieCheck::Invalid),
+                };
+            }
+        }
+        if best == Some(CookieCheck::Invalid) {
+            self.stats.cookie_invalid += 1;
+        }
+        best
+    }
+
+    /// Updates what we know of `src`; returns whether it handed us a new cookie.
+    fn remember_peer(
+        &mut self,
+        now: Time,
+        src: SocketAddr,
+        msgs: &[Message],
+        check: Option<CookieCheck>,
+    ) -> bool {
+        let info = self.peers.heard(src, now);
+        info.echoes_ours = check == Some(CookieCheck::Current);
+        let mut new_cookie = false;
+        for m in msgs {
+            match m {
+                Message::PleaseAlwaysReturnThisMessage(e)
+                    if info.their_cookie.as_ref() != Some(e) =>
+                {
+                    info.their_cookie = Some(e.clone());
+                    new_cookie = true;
+                }
+                Message::Peers {
+                    target: Some(_), ..
+                }
+                | Message::YourAddressIs { .. } => info.telekad = true,
+                _ => {}
+            }
+        }
+        new_cookie
+    }
+
+    fn handle_answers(
+        &mut self,
+        now: Time,
+        src: SocketAddr,
+        msgs: &[Message],
+        verified: bool,
+        new_cookie: bool,
+    ) {
+        let mut answered: Option<Request> = None;
+        for m in msgs {
+            if let Message::ReturnedMessage(e) = m {
+                let hit = e
+                    .cookie_str()
+                    .and_then(|s| parse_nonce(&s))
+                    .and_then(|n| self.requests.answer(n, src, now));
+                match hit {
+                    Some(r) => answered = Some(r),
+                    None => self.stats.unsolicited += 1,
+                }
+            }
+        }
+        let proven = answered.is_some();
+        let peers_msg = msgs.iter().find_map(|m| match m {
+            Message::Peers { peers, target } => Some((peers.as_slice(), *target)),
+            _ => None,
+        });
+        if answered.is_none() {
+            if let Some((_, target)) = peers_msg {
+                answered = self.requests.answer_peers(src, target, now);
+            }
+        }
+        let list: Vec<SocketAddr> = peers_msg
+            .map(|(p, _)| p.iter().copied().filter(|a| !self.is_self(*a)).collect())
+            .unwrap_or_default();
+        match answered {
+            Some(req) => {
+                self.stats.requests_answered += 1;
+                let rtt = now.since(req.sent);
+                if proven {
+                    self.observe_rtt(rtt);
+                    self.contact_answered(now, src, Some(rtt));
+                }
+                match req.purpose {
+                    Purpose::Lookup(id, _) => {
+                        if let Some(task) = self.lookups.get_mut(&id) {
+                            task.lookup.on_success(src, &list, now);
+                        }
+                    }
+                    Purpose::Peers => {
+                        self.add_candidates(&list);
+                        if new_cookie && !req.with_their_cookie {
+                            // The answer was probably trimmed for an unverified source; ask
+                            // again now that we hold the peer's cookie.
+                            self.send_request(now, src, Purpose::Peers, &[Message::PleaseSendPeers]);
+                        }
+                    }
+                    Purpose::Ping | Purpose::EvictCheck => {}
+                }
+            }
+            None if peers_msg.is_some() => {
+                self.stats.unsolicited += 1;
+                if verified {
+                    self.add_candidates(&list);
+                }
+            }
+            None => {}
+        }
+        if proven {
+            for m in msgs {
+                if let Message::YourAddressIs { addr } = m {
+                    self.address_report(src, *addr);
+                }
+            }
+        }
+    }
+
+    fn address_report(&mut self, reporter: SocketAddr, seen: SocketAddr) {
+        let Some(addr) = self.votes.report(reporter.ip(), seen) else {
+            return;
+        };
+        if addr == self.public || addr.is_ipv4() != self.local.is_ipv4() {
+            return;
+        }
+        self.public = addr;
+        self.stats.address_changes += 1;
+        self.table.rebuild(NodeId::of_addr(addr));
+        self.emit(Event::PublicAddressChanged(addr));
+    }
+
+    /// Answers the requests in `msgs`. To an unverified source the whole reply stays within
+    /// [`amplification_limit`]; what does not fit is left out, our cookie first in line.
+    fn reply(
+        &mut self,
+        now: Time,
+        src: SocketAddr,
+        request_len: usize,
+        check: Option<CookieCheck>,
+        msgs: &[Message],
+    ) {
+        let mut where_target = None;
+        let mut wants_peers = false;
+        let mut list_supported = false;
+        let mut echoes: Vec<&Echo> = Vec::new();
+        let mut other_request = false;
+        for m in msgs {
+            match m {
+                Message::WhereAreThey { target } => {
+                    where_target.get_or_insert(*target);
+                }
+                Message::PleaseSendPeers => wants_peers = true,
+                Message::PleaseListSupportedMessages => list_supported = true,
+                Message::PleaseReturnThisMessage(e) => echoes.push(e),
+                Message::PleaseSendContent { .. } => other_request = true,
+                _ => {}
+            }
+        }
+        let is_request = where_target.is_some()
+            || wants_peers
+            || list_supported
+            || !echoes.is_empty()
+            || other_request;
+        if !is_request {
+            return;
+        }
+        let verified = matches!(check, Some(CookieCheck::Current | CookieCheck::Previous));
+        let limit = if verified {
+            MAX_DATAGRAM
+        } else {
+            amplification_limit(request_len)
+        };
+        let mut w = PacketWriter::new(limit);
+        let mut trimmed = false;
+        if check != Some(CookieCheck::Current) {
+            let ours = Echo::cookie(&self.jar.issue(src.ip()));
+            trimmed |= !self.put(&mut w, &Message::PleaseAlwaysReturnThisMessage(ours));
+        }
+        if let Some(c) = self.peers.get(&src).and_then(|p| p.their_cookie.clone()) {
+            trimmed |= !self.put(&mut w, &Message::AlwaysReturned(c));
+        }
+        for e in echoes {
+            trimmed |= !self.put(&mut w, &Message::ReturnedMessage(e.clone()));
+        }
+        if let Some(target) = where_target.or(wants_peers.then(|| NodeId::of_addr(src))) {
+            let list: Vec<SocketAddr> = self
+                .table
+                .closest(&target, MAX_PEERS + 1)
+                .iter()
+                .map(|c| c.addr)
+                .filter(|a| *a != src)
+                .take(MAX_PEERS)
+                .collect();
+            let named = where_target.is_some().then_some(target);
+            match w.push_peers(&list, named, 0) {
+                Some(n) => {
+                    self.stats.count_out("Peers");
+                    trimmed |= n < list.len();
+                }
+                None => trimmed = true,
+            }
+        }
+        if list_supported {
+            trimmed |= !self.put(&mut w, &Message::SupportedMessages);
+        }
+        if !trimmed {
+            self.put(&mut w, &Message::YourAddressIs { addr: src });
+        }
+        trimmed |= !self.ping_in_reply(now, src, &mut w);
+        if trimmed && !verified {
+            self.stats.replies_trimmed += 1;
+        }
+        self.transmit(src, w);
+    }
+
+    /// Adds our own ping to a reply when `src` could join the table; returns false if it was
+    /// wanted but did not fit.
+    fn ping_in_reply(&mut self, now: Time, src: SocketAddr, w: &mut PacketWriter) -> bool {
+        if self.table.contains(src) || !self.table.admits(src) {
+            return true;
+        }
+        if self.requests.pending(src, |_| true)
+            || self.requests.pings() >= self.cfg.max_pings_in_flight
+            || self.requests.len() >= self.cfg.max_requests_in_flight
+        {
+            return true;
+        }
+        let nonce = rand::RngExt::random::<u64>(&mut self.rng);
+        let ping = Message::PleaseReturnThisMessage(Echo::cookie(&super::nonce_text(nonce)));
+        if !self.put(w, &ping) {
+            return false;
+        }
+        let timeout = super::timeout_for(&self.table, self.rtt_all, &self.cfg, src);
+        let with_their_cookie = self.peers.get(&src).is_some_and(|p| p.their_cookie.is_some());
+        self.requests.insert(
+            nonce,
+            Request {
+                addr: src,
+                purpose: Purpose::Ping,
+                sent: now,
+                expires: now + timeout * 2,
+                with_their_cookie,
+            },
+        );
+        self.stats.requests_sent += 1;
+        true
+    }
+}

@@ -1,0 +1,510 @@
+//! The sans-IO protocol engine: packets and time in; datagrams, events and wake-ups out.
+//!
+//! The engine never touches a socket or a clock and draws randomness only from its own seeded
+//! RNG, so the same inputs give the same outputs. After every input (`handle_packet`,
+//! `handle_timeout`, or a command such as `start_lookup`) the owner drains
+//! [`Engine::poll_transmit`] and [`Engine::poll_event`], then sleeps until
+//! [`Engine::poll_timeout`].
+
+mod incoming;
+mod maintenance;
+mod peers;
+mod requests;
+
+pub use requests::LookupId;
+
+use crate::addr::canonical;
+use crate::config::Config;
+use crate::cookie::CookieJar;
+use crate::id::NodeId;
+use crate::lookup::{Lookup, LookupResult};
+use crate::public_addr::AddressVotes;
+use crate::stats::Stats;
+use crate::table::{RoutingTable, Seen};
+use crate::time::Time;
+use crate::wire::{Echo, Message, PacketWriter, MAX_DATAGRAM};
+use peers::PeerBook;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use requests::{nonce_text, Purpose, Request, Requests};
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A datagram the engine wants sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to.
+    pub dst: SocketAddr,
+    /// The UDP payload (one JSON array).
+    pub payload: Vec<u8>,
+}
+
+/// Something the owner of the engine may want to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A lookup started with [`Engine::start_lookup`] finished.
+    LookupFinished {
+        /// Which lookup.
+        id: LookupId,
+        /// What it found.
+        result: LookupResult,
+    },
+    /// A verified contact entered the routing table.
+    ContactAdded(SocketAddr),
+    /// A contact left the routing table (it stopped answering).
+    ContactRemoved(SocketAddr),
+    /// A majority of verified peers agree we are at this address; the node ID changed.
+    PublicAddressChanged(SocketAddr),
+}
+
+/// Most events kept for an owner that does not drain them.
+const MAX_EVENTS: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LookupKind {
+    User,
+    Bootstrap,
+    Refresh,
+}
+
+#[derive(Debug)]
+struct Task {
+    lookup: Lookup,
+    kind: LookupKind,
+}
+
+/// A contact saved across restarts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedContact {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Its smoothed RTT when saved.
+    pub rtt: Option<Duration>,
+}
+
+/// What the engine persists: enough to bootstrap again after a restart.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SavedState {
+    /// The public address the node had learned, if any.
+    pub public_addr: Option<SocketAddr>,
+    /// The routing table's contacts.
+    pub contacts: Vec<SavedContact>,
+}
+
+/// One telekad node's protocol state.
+#[derive(Debug)]
+pub struct Engine {
+    cfg: Config,
+    rng: StdRng,
+    local: SocketAddr,
+    public: SocketAddr,
+    table: RoutingTable,
+    jar: CookieJar,
+    peers: PeerBook,
+    requests: Requests,
+    lookups: BTreeMap<LookupId, Task>,
+    next_lookup: u64,
+    candidates: VecDeque<SocketAddr>,
+    candidate_set: HashSet<SocketAddr>,
+    bootstrap: Vec<SocketAddr>,
+    saved: Vec<SocketAddr>,
+    last_bootstrap: Option<Time>,
+    votes: AddressVotes,
+    outbox: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    stats: Stats,
+    next_tick: Time,
+    rtt_all: Option<Duration>,
+}
+
+impl Engine {
+    /// A node bound at `local`, with all randomness drawn from `seed`.
+    pub fn new(cfg: Config, local: SocketAddr, seed: u64, now: Time) -> Engine {
+        let local = canonical(local);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let jar = CookieJar::new(&mut rng, now, cfg.cookie_rotation);
+        Engine {
+            table: RoutingTable::new(NodeId::of_addr(local), cfg.table.clone()),
+            peers: PeerBook::new(cfg.max_peer_book),
+            votes: AddressVotes::new(16, cfg.address_quorum),
+            next_tick: now + cfg.tick,
+            cfg,
+            rng,
+            local,
+            public: local,
+            jar,
+            requests: Requests::default(),
+            lookups: BTreeMap::new(),
+            next_lookup: 1,
+            candidates: VecDeque::new(),
+            candidate_set: HashSet::new(),
+            bootstrap: Vec::new(),
+            saved: Vec::new(),
+            last_bootstrap: None,
+            outbox: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+            rtt_all: None,
+        }
+    }
+
+    /// The node's ID: SHA-256 of its public address.
+    pub fn id(&self) -> NodeId {
+        self.table.own_id()
+    }
+
+    /// The address the engine was bound at.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The address peers see us at (the bound address until a majority says otherwise).
+    pub fn public_addr(&self) -> SocketAddr {
+        self.public
+    }
+
+    /// The routing table.
+    pub fn table(&self) -> &RoutingTable {
+        &self.table
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Lookups running now (user and maintenance).
+    pub fn lookups_running(&self) -> usize {
+        self.lookups.len()
+    }
+
+    /// Requests waiting for an answer.
+    pub fn requests_in_flight(&self) -> usize {
+        self.requests.len()
+    }
+
+    /// Remote addresses remembered (cookies, state).
+    pub fn peers_remembered(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.outbox.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Engine::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let mut t = self.next_tick;
+        if let Some(r) = self.requests.next_expiry() {
+            t = t.min(r);
+        }
+        for task in self.lookups.values() {
+            if let Some(l) = task.lookup.next_timeout() {
+                t = t.min(l);
+            }
+        }
+        Some(t)
+    }
+
+    /// Advances timers to `now`: expires requests, steps lookups, runs maintenance.
+    pub fn handle_timeout(&mut self, now: Time) {
+        for req in self.requests.expire(now) {
+            self.stats.requests_timed_out += 1;
+            if let Purpose::Lookup(id, _) = req.purpose {
+                if let Some(task) = self.lookups.get_mut(&id) {
+                    task.lookup.on_failure(req.addr);
+                }
+            }
+            if self.table.failed(req.addr) {
+                self.emit(Event::ContactRemoved(req.addr));
+            }
+        }
+        if now >= self.next_tick {
+            self.tick(now);
+        }
+        self.drive(now);
+    }
+
+    /// Sets the bootstrap addresses and starts bootstrapping: `PleaseSendPeers` to each, and a
+    /// lookup of the own ID.
+    pub fn bootstrap(&mut self, now: Time, addrs: &[SocketAddr]) {
+        for a in addrs {
+            let a = canonical(*a);
+            if !self.bootstrap.contains(&a) && !self.is_self(a) {
+                self.bootstrap.push(a);
+            }
+        }
+        self.bootstrap_now(now);
+        self.drive(now);
+    }
+
+    /// Starts a lookup for `target`; its result arrives as [`Event::LookupFinished`].
+    pub fn start_lookup(&mut self, now: Time, target: NodeId) -> LookupId {
+        let id = self.start(now, target, LookupKind::User);
+        self.drive(now);
+        id
+    }
+
+    /// Remembers contacts from a saved state; they seed the next bootstrap.
+    pub fn restore(&mut self, state: &SavedState) {
+        for c in &state.contacts {
+            let a = canonical(c.addr);
+            if !self.saved.contains(&a) && !self.is_self(a) {
+                self.saved.push(a);
+            }
+        }
+    }
+
+    /// The state worth saving: the routing table's contacts.
+    pub fn snapshot(&self) -> SavedState {
+        SavedState {
+            public_addr: (self.public != self.local).then_some(self.public),
+            contacts: self
+                .table
+                .contacts()
+                .map(|c| SavedContact {
+                    addr: c.addr,
+                    rtt: c.rtt,
+                })
+                .collect(),
+        }
+    }
+
+    fn is_self(&self, addr: SocketAddr) -> bool {
+        addr == self.public || addr == self.local
+    }
+
+    fn emit(&mut self, e: Event) {
+        if self.events.len() >= MAX_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(e);
+    }
+
+    fn start(&mut self, now: Time, target: NodeId, kind: LookupKind) -> LookupId {
+        let k = self.cfg.lookup.k;
+        let mut seeds: Vec<SocketAddr> =
+            self.table.closest(&target, k).iter().map(|c| c.addr).collect();
+        if seeds.len() < k {
+            seeds.extend(self.bootstrap.iter().chain(self.saved.iter()).copied());
+        }
+        seeds.retain(|a| !self.is_self(*a));
+        let id = LookupId(self.next_lookup);
+        self.next_lookup += 1;
+        self.stats.lookups_started += 1;
+        let lookup = Lookup::new(target, self.cfg.lookup.clone(), now, seeds);
+        self.lookups.insert(id, Task { lookup, kind });
+        id
+    }
+
+    /// Sends every query the running lookups may send now, finishes lookups that are done,
+    /// and pings waiting candidates.
+    fn drive(&mut self, now: Time) {
+        let ids: Vec<LookupId> = self.lookups.keys().copied().collect();
+        for id in ids {
+            loop {
+                let Some(task) = self.lookups.get_mut(&id) else {
+                    break;
+                };
+                let (table, rtt_all, cfg) = (&self.table, self.rtt_all, &self.cfg);
+                let Some(addr) = task.lookup.poll(now, |a| timeout_for(table, rtt_all, cfg, a))
+                else {
+                    break;
+                };
+                let target = task.lookup.target();
+                let telekad = self.peers.get(&addr).is_some_and(|p| p.telekad);
+                let mut body = vec![Message::WhereAreThey { target }];
+                if !telekad {
+                    // Old cjp2p nodes ignore WhereAreThey; their Peers still help.
+                    body.push(Message::PleaseSendPeers);
+                }
+                if !self.send_request(now, addr, Purpose::Lookup(id, target), &body) {
+                    if let Some(task) = self.lookups.get_mut(&id) {
+                        task.lookup.on_failure(addr);
+                    }
+                }
+            }
+            if self.lookups.get(&id).is_some_and(|t| t.lookup.is_finished()) {
+                if let Some(task) = self.lookups.remove(&id) {
+                    self.finish(now, id, task);
+                }
+            }
+        }
+        self.flush_candidates(now);
+    }
+
+    fn finish(&mut self, now: Time, id: LookupId, task: Task) {
+        let result = task.lookup.result();
+        self.stats.lookups_finished += 1;
+        if result.timed_out {
+            self.stats.lookups_timed_out += 1;
+        }
+        if let Some(idx) = self.id().bucket_index(&result.target) {
+            self.table.touch(idx, now);
+        }
+        match task.kind {
+            LookupKind::User => self.emit(Event::LookupFinished { id, result }),
+            LookupKind::Bootstrap => self.refresh_all(now),
+            LookupKind::Refresh => {}
+        }
+    }
+
+    /// Sends a request with a fresh nonce to `addr`. Returns false if too many are in flight.
+    fn send_request(
+        &mut self,
+        now: Time,
+        addr: SocketAddr,
+        purpose: Purpose,
+        body: &[Message],
+    ) -> bool {
+        if self.requests.len() >= self.cfg.max_requests_in_flight {
+            self.stats.requests_refused += 1;
+            return false;
+        }
+        let nonce: u64 = self.rng.random();
+        let timeout = timeout_for(&self.table, self.rtt_all, &self.cfg, addr);
+        let info = self.peers.get(&addr);
+        let their = info.and_then(|p| p.their_cookie.clone());
+        let echoes = info.is_some_and(|p| p.echoes_ours);
+        let mut w = PacketWriter::new(MAX_DATAGRAM);
+        for m in body {
+            self.put(&mut w, m);
+        }
+        self.put(
+            &mut w,
+            &Message::PleaseReturnThisMessage(Echo::cookie(&nonce_text(nonce))),
+        );
+        let with_their_cookie = their.is_some();
+        match their {
+            Some(c) => {
+                self.put(&mut w, &Message::AlwaysReturned(c));
+            }
+            None if !matches!(purpose, Purpose::Ping | Purpose::EvictCheck) => {
+                self.pad(&mut w);
+            }
+            None => {}
+        }
+        if !echoes {
+            let ours = Echo::cookie(&self.jar.issue(addr.ip()));
+            self.put(&mut w, &Message::PleaseAlwaysReturnThisMessage(ours));
+        }
+        self.requests.insert(
+            nonce,
+            Request {
+                addr,
+                purpose,
+                sent: now,
+                expires: now + timeout * 2,
+                with_their_cookie,
+            },
+        );
+        self.stats.requests_sent += 1;
+        self.transmit(addr, w);
+        true
+    }
+
+    /// Pads a first-contact request so the peer may answer it in full.
+    fn pad(&mut self, w: &mut PacketWriter) {
+        const PADDING_OVERHEAD: usize = 24;
+        let want = self.cfg.first_contact_padding;
+        let have = w.bytes() + PADDING_OVERHEAD + 100;
+        if want > have {
+            self.put(w, &Message::Padding { len: want - have });
+        }
+    }
+
+    fn put(&mut self, w: &mut PacketWriter, m: &Message) -> bool {
+        let ok = w.push(m);
+        if ok {
+            self.stats.count_out(m.name());
+        }
+        ok
+    }
+
+    fn transmit(&mut self, dst: SocketAddr, w: PacketWriter) {
+        if let Some(payload) = w.finish() {
+            self.stats.datagrams_out += 1;
+            self.stats.bytes_out += payload.len() as u64;
+            self.outbox.push_back(Transmit { dst, payload });
+        }
+    }
+
+    fn observe_rtt(&mut self, rtt: Duration) {
+        self.rtt_all = Some(match self.rtt_all {
+            Some(s) => (s * 7 + rtt) / 8,
+            None => rtt,
+        });
+    }
+
+    /// `addr` proved it is reachable (it echoed one of our nonces).
+    fn contact_answered(&mut self, now: Time, addr: SocketAddr, rtt: Option<Duration>) {
+        match self.table.seen(addr, now, rtt) {
+            Seen::Added => self.emit(Event::ContactAdded(addr)),
+            Seen::Full { lrs } => {
+                let checking = self
+                    .requests
+                    .pending(lrs, |p| matches!(p, Purpose::EvictCheck));
+                if !checking && self.requests.pings() < self.cfg.max_pings_in_flight {
+                    self.send_request(now, lrs, Purpose::EvictCheck, &[]);
+                }
+            }
+            Seen::Refreshed | Seen::Capped | Seen::Own => {}
+        }
+    }
+
+    /// Queues addresses learned from a peer list to be pinged.
+    fn add_candidates(&mut self, addrs: &[SocketAddr]) {
+        for &a in addrs {
+            if self.candidates.len() >= self.cfg.max_candidates {
+                break;
+            }
+            if self.is_self(a) || self.table.contains(a) || !self.candidate_set.insert(a) {
+                continue;
+            }
+            self.candidates.push_back(a);
+        }
+    }
+
+    fn flush_candidates(&mut self, now: Time) {
+        while self.requests.pings() < self.cfg.max_pings_in_flight {
+            let Some(a) = self.candidates.pop_front() else {
+                break;
+            };
+            self.candidate_set.remove(&a);
+            if self.table.contains(a) || !self.table.admits(a) || self.is_self(a) {
+                continue;
+            }
+            if self.requests.pending(a, |_| true) {
+                continue;
+            }
+            self.send_request(now, a, Purpose::Ping, &[]);
+        }
+    }
+}
+
+/// The adaptive timeout for a request to `addr`: three smoothed RTTs (the contact's own, or
+/// the node-wide average), within the lookup bounds.
+fn timeout_for(
+    table: &RoutingTable,
+    rtt_all: Option<Duration>,
+    cfg: &Config,
+    addr: SocketAddr,
+) -> Duration {
+    let rtt = table.get(addr).and_then(|c| c.rtt).or(rtt_all);
+    match rtt {
+        Some(r) => (r * 3).clamp(cfg.lookup.min_timeout, cfg.lookup.max_timeout),
+        None => cfg.initial_timeout,
+    }
+}

@@ -1,0 +1,188 @@
+//! Requests in flight: each carries a random nonce; an answer counts only if it comes from the
+//! very address the request went to, before the request expired.
+
+use crate::id::NodeId;
+use crate::time::Time;
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+
+/// Identifies a lookup run by the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LookupId(pub u64);
+
+/// Why a request was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// Verify a candidate, or check a contact is alive.
+    Ping,
+    /// Check the least-recently-seen contact of a full bucket before evicting it.
+    EvictCheck,
+    /// `PleaseSendPeers` to a bootstrap node.
+    Peers,
+    /// A step of a lookup.
+    Lookup(LookupId, NodeId),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Request {
+    pub addr: SocketAddr,
+    pub purpose: Purpose,
+    pub sent: Time,
+    pub expires: Time,
+    /// Whether we attached the peer's cookie (if not, the answer may have been trimmed).
+    pub with_their_cookie: bool,
+}
+
+/// Prefix of telekad's `PleaseReturnThisMessage` cookies.
+pub(crate) const NONCE_PREFIX: &str = "tk.";
+
+pub(crate) fn nonce_text(nonce: u64) -> String {
+    format!("{NONCE_PREFIX}{nonce:016x}")
+}
+
+pub(crate) fn parse_nonce(text: &str) -> Option<u64> {
+    let hex = text.strip_prefix(NONCE_PREFIX)?;
+    if hex.len() != 16 {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Requests {
+    by_nonce: HashMap<u64, Request>,
+    by_expiry: BTreeSet<(Time, u64)>,
+    pings: usize,
+}
+
+fn is_ping(p: Purpose) -> bool {
+    matches!(p, Purpose::Ping | Purpose::EvictCheck)
+}
+
+impl Requests {
+    pub fn len(&self) -> usize {
+        self.by_nonce.len()
+    }
+
+    pub fn pings(&self) -> usize {
+        self.pings
+    }
+
+    pub fn insert(&mut self, nonce: u64, req: Request) {
+        self.by_expiry.insert((req.expires, nonce));
+        if is_ping(req.purpose) {
+            self.pings += 1;
+        }
+        if let Some(old) = self.by_nonce.insert(nonce, req) {
+            // A nonce collision (2^-64): forget the older request.
+            self.by_expiry.remove(&(old.expires, nonce));
+            if is_ping(old.purpose) {
+                self.pings -= 1;
+            }
+        }
+    }
+
+    fn remove(&mut self, nonce: u64) -> Option<Request> {
+        let req = self.by_nonce.remove(&nonce)?;
+        self.by_expiry.remove(&(req.expires, nonce));
+        if is_ping(req.purpose) {
+            self.pings -= 1;
+        }
+        Some(req)
+    }
+
+    /// Takes the request answered by `nonce`, if it went to `from` and is still live.
+    pub fn answer(&mut self, nonce: u64, from: SocketAddr, now: Time) -> Option<Request> {
+        let req = self.by_nonce.get(&nonce)?;
+        if req.addr != from || now > req.expires {
+            return None;
+        }
+        self.remove(nonce)
+    }
+
+    /// Takes the oldest live request to `from` that a `Peers` answer can belong to (used
+    /// when the answer came without our nonce, as trimmed replies of other nodes may).
+    pub fn answer_peers(
+        &mut self,
+        from: SocketAddr,
+        target: Option<NodeId>,
+        now: Time,
+    ) -> Option<Request> {
+        let nonce = self
+            .by_expiry
+            .iter()
+            .filter(|(t, _)| *t > now)
+            .map(|(_, n)| *n)
+            .find(|n| {
+                self.by_nonce.get(n).is_some_and(|r| {
+                    r.addr == from
+                        && match (r.purpose, target) {
+                            (Purpose::Peers, None) => true,
+                            (Purpose::Lookup(_, t), Some(x)) => t == x,
+                            (Purpose::Lookup(..), None) => true,
+                            _ => false,
+                        }
+                })
+            })?;
+        self.remove(nonce)
+    }
+
+    /// Whether a request of `purpose`-kind to `addr` is in flight.
+    pub fn pending(&self, addr: SocketAddr, purpose: impl Fn(Purpose) -> bool) -> bool {
+        self.by_nonce
+            .values()
+            .any(|r| r.addr == addr && purpose(r.purpose))
+    }
+
+    /// Removes and returns every request expired at `now`, oldest first.
+    pub fn expire(&mut self, now: Time) -> Vec<Request> {
+        let mut out = Vec::new();
+        while let Some(&(t, nonce)) = self.by_expiry.first() {
+            if t > now {
+                break;
+            }
+            if let Some(r) = self.remove(nonce) {
+                out.push(r);
+            }
+        }
+        out
+    }
+
+    /// When the next request expires.
+    pub fn next_expiry(&self) -> Option<Time> {
+        self.by_expiry.first().map(|(t, _)| *t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_only_from_the_address_asked_and_before_expiry() {
+        let a: SocketAddr = "127.0.0.2:1".parse().unwrap();
+        let b: SocketAddr = "127.0.0.3:1".parse().unwrap();
+        let mut r = Requests::default();
+        let req = |addr| Request {
+            addr,
+            purpose: Purpose::Ping,
+            sent: Time::ZERO,
+            expires: Time::from_millis(100),
+            with_their_cookie: false,
+        };
+        r.insert(1, req(a));
+        r.insert(2, req(a));
+        assert!(r.answer(1, b, Time::from_millis(1)).is_none());
+        assert!(r.answer(1, a, Time::from_millis(101)).is_none());
+        assert!(r.answer(1, a, Time::from_millis(100)).is_some(), "live until its expiry");
+        r.insert(1, req(a));
+        assert!(r.answer(1, a, Time::from_millis(50)).is_some());
+        assert!(r.answer(1, a, Time::from_millis(50)).is_none(), "answered once");
+        assert_eq!(r.pings(), 1);
+        assert_eq!(r.expire(Time::from_millis(99)).len(), 0);
+        assert_eq!(r.expire(Time::from_millis(100)).len(), 1);
+        assert_eq!(r.len(), 0);
+        assert_eq!(parse_nonce(&nonce_text(0xdead)), Some(0xdead));
+        assert_eq!(parse_nonce("3.108813345"), None);
+    }
+}

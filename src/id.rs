@@ -1,0 +1,167 @@
+//! Identity and distance: 256-bit IDs (SHA-256), XOR distance, and k-bucket indices.
+
+use crate::addr::canonical;
+use rand::{Rng, RngExt};
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::net::SocketAddr;
+
+/// A point in telekad's 256-bit key space: a node ID, a content id or a topic key.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct NodeId(pub [u8; 32]);
+
+/// The XOR of two IDs, compared as a 256-bit big-endian integer.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct Distance(pub [u8; 32]);
+
+/// Why a string is not a valid 64-hex-digit ID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdError {
+    /// The string is not exactly 64 characters long.
+    Length(usize),
+    /// The string contains a character that is not a hex digit.
+    NotHex,
+}
+
+impl fmt::Display for IdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IdError::Length(n) => write!(f, "expected 64 hex digits, got {n} characters"),
+            IdError::NotHex => write!(f, "expected 64 hex digits, found a non-hex character"),
+        }
+    }
+}
+
+impl std::error::Error for IdError {}
+
+impl NodeId {
+    /// SHA-256 of arbitrary bytes (content ids, topic keys).
+    pub fn hash(data: &[u8]) -> NodeId {
+        NodeId(Sha256::digest(data).into())
+    }
+
+    /// The ID of a node: SHA-256 of its address written as `ip:port` (`[ip]:port` for IPv6).
+    pub fn of_addr(addr: SocketAddr) -> NodeId {
+        NodeId::hash(canonical(addr).to_string().as_bytes())
+    }
+
+    /// The key of a topic name (a game's channel, a chat room): SHA-256 of its UTF-8 bytes.
+    pub fn of_topic(name: &str) -> NodeId {
+        NodeId::hash(name.as_bytes())
+    }
+
+    /// Parses 64 hex digits (either case).
+    pub fn from_hex(s: &str) -> Result<NodeId, IdError> {
+        if s.len() != 64 {
+            return Err(IdError::Length(s.len()));
+        }
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).map_err(|_| IdError::NotHex)?;
+        Ok(NodeId(out))
+    }
+
+    /// Lowercase hex, 64 digits.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// XOR distance to `other`.
+    pub fn distance(&self, other: &NodeId) -> Distance {
+        let mut d = [0u8; 32];
+        for (i, b) in d.iter_mut().enumerate() {
+            *b = self.0[i] ^ other.0[i];
+        }
+        Distance(d)
+    }
+
+    /// The k-bucket `other` falls into as seen from `self`: the length of the common prefix
+    /// (0..=255), or `None` when the IDs are equal.
+    pub fn bucket_index(&self, other: &NodeId) -> Option<usize> {
+        let lz = self.distance(other).leading_zeros();
+        (lz < 256).then_some(lz)
+    }
+
+    /// A uniformly random ID whose common prefix with `self` is exactly `index` bits long.
+    pub fn random_in_bucket<R: Rng + ?Sized>(&self, index: usize, rng: &mut R) -> NodeId {
+        let index = index.min(255);
+        let mut out: [u8; 32] = rng.random();
+        for bit in 0..=index {
+            let (byte, mask) = (bit / 8, 0x80u8 >> (bit % 8));
+            let own = self.0[byte] & mask;
+            let want = if bit == index { own ^ mask } else { own };
+            out[byte] = (out[byte] & !mask) | want;
+        }
+        NodeId(out)
+    }
+}
+
+impl Distance {
+    /// Number of leading zero bits (256 for the zero distance).
+    pub fn leading_zeros(&self) -> usize {
+        let mut n = 0;
+        for b in self.0 {
+            if b == 0 {
+                n += 8;
+            } else {
+                return n + b.leading_zeros() as usize;
+            }
+        }
+        n
+    }
+
+    /// Lowercase hex, 64 digits.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// The distance as a float, log2 scale (0 for equal IDs): handy for human output.
+    pub fn log2(&self) -> u32 {
+        256 - self.leading_zeros() as u32
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeId({}..)", &self.to_hex()[..12])
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl std::str::FromStr for NodeId {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        NodeId::from_hex(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{rngs::StdRng, SeedableRng};
+
+    #[test]
+    fn random_in_bucket_lands_in_bucket() {
+        let mut rng = StdRng::seed_from_u64(7);
+        for _ in 0..200 {
+            let own = NodeId(rng.random());
+            for idx in [0usize, 1, 7, 8, 9, 100, 254, 255] {
+                let r = own.random_in_bucket(idx, &mut rng);
+                assert_eq!(own.bucket_index(&r), Some(idx));
+            }
+        }
+    }
+
+    #[test]
+    fn hex_roundtrip_and_errors() {
+        let id = NodeId::hash(b"x");
+        assert_eq!(NodeId::from_hex(&id.to_hex()), Ok(id));
+        assert_eq!(NodeId::from_hex(&id.to_hex().to_uppercase()), Ok(id));
+        assert_eq!(NodeId::from_hex("ab"), Err(IdError::Length(2)));
+        assert_eq!(NodeId::from_hex(&"zz".repeat(32)), Err(IdError::NotHex));
+    }
+}

@@ -1,0 +1,12 @@
+//! telekad placeholder
+pub mod addr;
+pub mod id;
+pub mod time;
+pub mod wire;
+pub mod cookie;
+pub mod table;
+pub mod lookup;
+pub mod config;
+pub mod public_addr;
+pub mod stats;
+pub mod engine;

@@ -1,0 +1,378 @@
+//! The iterative Kademlia lookup as a small pure state machine (no I/O, no clock).
+//!
+//! The owner feeds it seeds, asks [`Lookup::poll`] whom to query next, and reports each
+//! answer ([`Lookup::on_success`]) or loss ([`Lookup::on_failure`]). A query whose adaptive
+//! timeout passes becomes *slow*: it stops counting against alpha but a late answer still
+//! counts until its hard deadline.
+
+use crate::id::{Distance, NodeId};
+use crate::time::Time;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Lookup parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupConfig {
+    /// Result size and the width of the set that must have answered.
+    pub k: usize,
+    /// Queries in flight at once (slow ones excepted).
+    pub alpha: usize,
+    /// Overall time limit; the partial result is returned when it passes.
+    pub deadline: Duration,
+    /// Lower bound of a query's adaptive timeout.
+    pub min_timeout: Duration,
+    /// Upper bound of a query's adaptive timeout.
+    pub max_timeout: Duration,
+    /// Most addresses taken from one answer.
+    pub max_from_answer: usize,
+}
+
+impl Default for LookupConfig {
+    fn default() -> Self {
+        LookupConfig {
+            k: 20,
+            alpha: 3,
+            deadline: Duration::from_secs(10),
+            min_timeout: Duration::from_millis(250),
+            max_timeout: Duration::from_secs(2),
+            max_from_answer: 64,
+        }
+    }
+}
+
+/// Where one candidate stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerState {
+    /// Known, not asked yet.
+    NotContacted,
+    /// Asked; counts against alpha until `slow_at`.
+    Waiting {
+        /// When the query went out.
+        sent: Time,
+        /// When it turns slow.
+        slow_at: Time,
+        /// When it is given up.
+        fail_at: Time,
+    },
+    /// Asked, past its timeout; no longer counts against alpha.
+    Slow {
+        /// When the query went out.
+        sent: Time,
+        /// When it is given up.
+        fail_at: Time,
+    },
+    /// Answered after `rtt`.
+    Succeeded {
+        /// Time from query to answer.
+        rtt: Duration,
+    },
+    /// Did not answer.
+    Failed,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    addr: SocketAddr,
+    id: NodeId,
+    dist: Distance,
+    hop: u32,
+    state: PeerState,
+}
+
+/// One contact in a lookup's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Its ID.
+    pub id: NodeId,
+    /// How long it took to answer this lookup's query.
+    pub rtt: Duration,
+    /// On which hop it was reached (seeds are hop 1).
+    pub hop: u32,
+}
+
+/// What a finished lookup learned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupResult {
+    /// The ID looked up.
+    pub target: NodeId,
+    /// Up to k contacts that answered, nearest to `target` first.
+    pub closest: Vec<Found>,
+    /// Whether the node whose ID is `target` itself answered.
+    pub found: bool,
+    /// Hop on which the nearest answering contact was reached (0 if none answered).
+    pub hops: u32,
+    /// Queries sent.
+    pub queried: u32,
+    /// Answers received.
+    pub answered: u32,
+    /// Time from start to finish.
+    pub elapsed: Duration,
+    /// Whether the overall deadline cut the lookup short.
+    pub timed_out: bool,
+}
+
+/// An iterative lookup for one target.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    target: NodeId,
+    cfg: LookupConfig,
+    started: Time,
+    entries: Vec<Entry>,
+    known: HashSet<SocketAddr>,
+    queried: u32,
+    answered: u32,
+    finished_at: Option<Time>,
+    timed_out: bool,
+}
+
+impl Lookup {
+    /// Starts a lookup for `target` from `seeds` (normally the table's closest contacts).
+    pub fn new(
+        target: NodeId,
+        cfg: LookupConfig,
+        now: Time,
+        seeds: impl IntoIterator<Item = SocketAddr>,
+    ) -> Lookup {
+        let mut l = Lookup {
+            target,
+            cfg,
+            started: now,
+            entries: Vec::new(),
+            known: HashSet::new(),
+            queried: 0,
+            answered: 0,
+            finished_at: None,
+            timed_out: false,
+        };
+        for s in seeds {
+            l.add(s, 1);
+        }
+        l
+    }
+
+    /// The target.
+    pub fn target(&self) -> NodeId {
+        self.target
+    }
+
+    /// Most candidates kept; farther ones that were never asked are forgotten.
+    fn capacity(&self) -> usize {
+        self.cfg.k * 8
+    }
+
+    fn add(&mut self, addr: SocketAddr, hop: u32) {
+        if !self.known.insert(addr) {
+            return;
+        }
+        let id = NodeId::of_addr(addr);
+        let dist = id.distance(&self.target);
+        let at = self.entries.partition_point(|e| (e.dist, e.id) < (dist, id));
+        if at >= self.capacity() {
+            return;
+        }
+        self.entries.insert(
+            at,
+            Entry {
+                addr,
+                id,
+                dist,
+                hop,
+                state: PeerState::NotContacted,
+            },
+        );
+        if self.entries.len() > self.capacity() {
+            if let Some(last) = self.entries.last() {
+                if last.state == PeerState::NotContacted {
+                    self.entries.pop();
+                }
+            }
+        }
+    }
+
+    /// Queries counting against alpha.
+    pub fn in_flight(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| matches!(e.state, PeerState::Waiting { .. }))
+            .count()
+    }
+
+    /// Whether the lookup is over.
+    pub fn is_finished(&self) -> bool {
+        self.finished_at.is_some()
+    }
+
+    fn expire(&mut self, now: Time) {
+        for e in &mut self.entries {
+            e.state = match e.state {
+                PeerState::Waiting { fail_at, .. } | PeerState::Slow { fail_at, .. }
+                    if now >= fail_at =>
+                {
+                    PeerState::Failed
+                }
+                PeerState::Waiting { sent, slow_at, fail_at } if now >= slow_at => {
+                    PeerState::Slow { sent, fail_at }
+                }
+                s => s,
+            };
+        }
+    }
+
+    /// Advances timers and returns the next address to query, if one may be sent now.
+    /// `timeout_for` gives the adaptive timeout for a peer (clamped to the configured bounds);
+    /// the peer is given up at twice that.
+    pub fn poll(
+        &mut self,
+        now: Time,
+        mut timeout_for: impl FnMut(SocketAddr) -> Duration,
+    ) -> Option<SocketAddr> {
+        if self.finished_at.is_some() {
+            return None;
+        }
+        self.expire(now);
+        if now >= self.started + self.cfg.deadline {
+            self.timed_out = true;
+            self.finished_at = Some(now);
+            return None;
+        }
+        let k = self.cfg.k;
+        let waiting = self.in_flight();
+        let mut pending = false;
+        let mut next = None;
+        for (i, e) in self
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.state != PeerState::Failed)
+            .take(k)
+        {
+            match e.state {
+                PeerState::NotContacted => {
+                    if next.is_none() {
+                        next = Some(i);
+                    }
+                    pending = true;
+                }
+                PeerState::Waiting { .. } | PeerState::Slow { .. } => pending = true,
+                _ => {}
+            }
+        }
+        if !pending {
+            self.finished_at = Some(now);
+            return None;
+        }
+        if waiting >= self.cfg.alpha {
+            return None;
+        }
+        let i = next?;
+        let timeout = timeout_for(self.entries[i].addr).clamp(self.cfg.min_timeout, self.cfg.max_timeout);
+        self.entries[i].state = PeerState::Waiting {
+            sent: now,
+            slow_at: now + timeout,
+            fail_at: now + timeout * 2,
+        };
+        self.queried += 1;
+        Some(self.entries[i].addr)
+    }
+
+    /// The next time [`Lookup::poll`] has something to do on its own.
+    pub fn next_timeout(&self) -> Option<Time> {
+        if self.finished_at.is_some() {
+            return None;
+        }
+        let mut t = self.started + self.cfg.deadline;
+        for e in &self.entries {
+            match e.state {
+                PeerState::Waiting { slow_at, .. } => t = t.min(slow_at),
+                PeerState::Slow { fail_at, .. } => t = t.min(fail_at),
+                _ => {}
+            }
+        }
+        Some(t)
+    }
+
+    /// Whether `addr` has a query of this lookup outstanding (waiting or slow).
+    pub fn is_waiting_for(&self, addr: SocketAddr) -> bool {
+        self.entries.iter().any(|e| {
+            e.addr == addr && matches!(e.state, PeerState::Waiting { .. } | PeerState::Slow { .. })
+        })
+    }
+
+    /// `addr` answered with `peers`. Returns false (and changes nothing) if no query to `addr`
+    /// was outstanding.
+    pub fn on_success(&mut self, addr: SocketAddr, peers: &[SocketAddr], now: Time) -> bool {
+        if self.finished_at.is_some() {
+            return false;
+        }
+        let Some(e) = self.entries.iter_mut().find(|e| e.addr == addr) else {
+            return false;
+        };
+        let sent = match e.state {
+            PeerState::Waiting { sent, .. } | PeerState::Slow { sent, .. } => sent,
+            _ => return false,
+        };
+        e.state = PeerState::Succeeded {
+            rtt: now.since(sent),
+        };
+        let hop = e.hop + 1;
+        self.answered += 1;
+        for p in peers.iter().take(self.cfg.max_from_answer) {
+            self.add(*p, hop);
+        }
+        true
+    }
+
+    /// The query to `addr` is lost (the owner knows better than the timer, e.g. an ICMP error
+    /// or a request that could not be sent).
+    pub fn on_failure(&mut self, addr: SocketAddr) {
+        if let Some(e) = self.entries.iter_mut().find(|e| e.addr == addr) {
+            if matches!(e.state, PeerState::Waiting { .. } | PeerState::Slow { .. } | PeerState::NotContacted) {
+                e.state = PeerState::Failed;
+            }
+        }
+    }
+
+    /// Ends the lookup now, keeping what it has.
+    pub fn cancel(&mut self, now: Time) {
+        if self.finished_at.is_none() {
+            self.finished_at = Some(now);
+        }
+    }
+
+    /// The current state of every candidate, nearest first (for tests and diagnostics).
+    pub fn states(&self) -> impl Iterator<Item = (SocketAddr, PeerState)> + '_ {
+        self.entries.iter().map(|e| (e.addr, e.state))
+    }
+
+    /// The result so far (final once [`Lookup::is_finished`]).
+    pub fn result(&self) -> LookupResult {
+        let closest: Vec<Found> = self
+            .entries
+            .iter()
+            .filter_map(|e| match e.state {
+                PeerState::Succeeded { rtt } => Some(Found {
+                    addr: e.addr,
+                    id: e.id,
+                    rtt,
+                    hop: e.hop,
+                }),
+                _ => None,
+            })
+            .take(self.cfg.k)
+            .collect();
+        let end = self.finished_at.unwrap_or(self.started);
+        LookupResult {
+            target: self.target,
+            found: closest.first().is_some_and(|f| f.id == self.target),
+            hops: closest.first().map_or(0, |f| f.hop),
+            closest,
+            queried: self.queried,
+            answered: self.answered,
+            elapsed: end.since(self.started),
+            timed_out: self.timed_out,
+        }
+    }
+}

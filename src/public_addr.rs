@@ -1,0 +1,57 @@
+//! Learning the own public address from what verified peers report seeing.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+
+/// Recent `YourAddressIs` reports, one per reporting IP; a new address is adopted only when a
+/// majority of them agree and at least `quorum` distinct IPs said so.
+#[derive(Debug, Clone)]
+pub struct AddressVotes {
+    reports: VecDeque<(IpAddr, SocketAddr)>,
+    window: usize,
+    quorum: usize,
+}
+
+impl AddressVotes {
+    /// Keeps the last `window` reports; adoption needs `quorum` agreeing reporters.
+    pub fn new(window: usize, quorum: usize) -> AddressVotes {
+        AddressVotes {
+            reports: VecDeque::with_capacity(window),
+            window: window.max(1),
+            quorum: quorum.max(1),
+        }
+    }
+
+    /// Records that `reporter` sees us at `seen`; returns the address the majority now agrees
+    /// on, if any.
+    pub fn report(&mut self, reporter: IpAddr, seen: SocketAddr) -> Option<SocketAddr> {
+        self.reports.retain(|(ip, _)| *ip != reporter);
+        if self.reports.len() >= self.window {
+            self.reports.pop_front();
+        }
+        self.reports.push_back((reporter, seen));
+        let agree = self.reports.iter().filter(|(_, a)| *a == seen).count();
+        (agree >= self.quorum && agree * 2 > self.reports.len()).then_some(seen)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn needs_majority_of_distinct_reporters() {
+        let mut v = AddressVotes::new(8, 3);
+        let a: SocketAddr = "192.0.2.1:24254".parse().unwrap();
+        let b: SocketAddr = "192.0.2.9:24254".parse().unwrap();
+        let ip = |n: u8| IpAddr::from([198, 51, 100, n]);
+        assert_eq!(v.report(ip(1), a), None);
+        assert_eq!(v.report(ip(1), a), None, "same reporter twice counts once");
+        assert_eq!(v.report(ip(2), a), None);
+        assert_eq!(v.report(ip(3), b), None);
+        assert_eq!(v.report(ip(4), a), Some(a));
+        assert_eq!(v.report(ip(5), b), None, "b has 2 of 5");
+        assert_eq!(v.report(ip(6), b), None, "b has 3 of 6, not a majority");
+        assert_eq!(v.report(ip(7), b), Some(b));
+    }
+}

@@ -1,0 +1,412 @@
+//! The routing table: k-buckets by common-prefix length, diversity caps, replacement caches.
+
+use crate::addr::{subnet, Subnet};
+use crate::id::NodeId;
+use crate::time::Time;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// A verified contact: an address that answered us, and what we measured about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contact {
+    /// The address that answered.
+    pub addr: SocketAddr,
+    /// SHA-256 of `addr`.
+    pub id: NodeId,
+    /// Smoothed round-trip time, once measured.
+    pub rtt: Option<Duration>,
+    /// When it last answered.
+    pub last_seen: Time,
+    /// When it first entered the table.
+    pub first_seen: Time,
+    /// Requests it failed to answer since it last answered.
+    pub failures: u8,
+}
+
+impl Contact {
+    /// A contact first seen at `now`.
+    pub fn new(addr: SocketAddr, now: Time) -> Contact {
+        Contact {
+            addr,
+            id: NodeId::of_addr(addr),
+            rtt: None,
+            last_seen: now,
+            first_seen: now,
+            failures: 0,
+        }
+    }
+
+    fn observe(&mut self, now: Time, rtt: Option<Duration>) {
+        self.last_seen = now;
+        self.failures = 0;
+        if let Some(sample) = rtt {
+            self.rtt = Some(match self.rtt {
+                // RFC 6298 smoothing, 1/8 gain.
+                Some(s) => (s * 7 + sample) / 8,
+                None => sample,
+            });
+        }
+    }
+}
+
+/// Routing-table parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableConfig {
+    /// Contacts per bucket.
+    pub k: usize,
+    /// Verified spares kept per full bucket.
+    pub replacements: usize,
+    /// Most contacts from one IP in the whole table (0 = no cap).
+    pub max_per_ip: usize,
+    /// Most contacts from one /24 (IPv4) or /48 (IPv6) in the whole table (0 = no cap).
+    pub max_per_subnet: usize,
+    /// Unanswered requests after which a contact with no replacement is dropped.
+    pub max_failures: u8,
+}
+
+impl Default for TableConfig {
+    fn default() -> Self {
+        TableConfig {
+            k: 20,
+            replacements: 8,
+            max_per_ip: 2,
+            max_per_subnet: 8,
+            max_failures: 3,
+        }
+    }
+}
+
+/// What [`RoutingTable::seen`] did with a contact that answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// It is new and went into its bucket.
+    Added,
+    /// It was there and moved to the most-recently-seen end.
+    Refreshed,
+    /// Its bucket is full: it waits in the replacement cache, and the caller should ping
+    /// `lrs`, the least-recently-seen entry, and report the outcome.
+    Full {
+        /// The entry to ping before anything is evicted.
+        lrs: SocketAddr,
+    },
+    /// A diversity cap (per IP or per subnet) keeps it out.
+    Capped,
+    /// It is our own ID.
+    Own,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Bucket {
+    /// Least-recently-seen first.
+    entries: Vec<Contact>,
+    /// Most-recently-seen last.
+    spares: Vec<Contact>,
+    last_active: Time,
+}
+
+/// Kademlia k-buckets around one own ID.
+#[derive(Debug, Clone)]
+pub struct RoutingTable {
+    own: NodeId,
+    cfg: TableConfig,
+    buckets: Vec<Bucket>,
+    per_ip: HashMap<IpAddr, usize>,
+    per_subnet: HashMap<Subnet, usize>,
+    len: usize,
+}
+
+impl RoutingTable {
+    /// An empty table around `own`.
+    pub fn new(own: NodeId, cfg: TableConfig) -> RoutingTable {
+        RoutingTable {
+            own,
+            cfg,
+            buckets: Vec::new(),
+            per_ip: HashMap::new(),
+            per_subnet: HashMap::new(),
+            len: 0,
+        }
+    }
+
+    /// The own ID.
+    pub fn own_id(&self) -> NodeId {
+        self.own
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TableConfig {
+        &self.cfg
+    }
+
+    /// Number of contacts (spares not counted).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the table holds no contact.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Number of bucket slots in use (deepest non-empty index + 1, or more).
+    pub fn depth(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// The contacts of bucket `index`, least-recently-seen first.
+    pub fn bucket(&self, index: usize) -> &[Contact] {
+        self.buckets.get(index).map_or(&[], |b| &b.entries)
+    }
+
+    /// All contacts, by bucket index then least-recently-seen first.
+    pub fn contacts(&self) -> impl Iterator<Item = &Contact> {
+        self.buckets.iter().flat_map(|b| b.entries.iter())
+    }
+
+    /// The contact at `addr`, if present.
+    pub fn get(&self, addr: SocketAddr) -> Option<&Contact> {
+        let idx = self.own.bucket_index(&NodeId::of_addr(addr))?;
+        self.buckets.get(idx)?.entries.iter().find(|c| c.addr == addr)
+    }
+
+    /// Whether `addr` is in the table.
+    pub fn contains(&self, addr: SocketAddr) -> bool {
+        self.get(addr).is_some()
+    }
+
+    /// Whether a new contact at `addr` would go straight into its bucket (room, caps).
+    pub fn admits(&self, addr: SocketAddr) -> bool {
+        let Some(idx) = self.own.bucket_index(&NodeId::of_addr(addr)) else {
+            return false;
+        };
+        self.bucket(idx).len() < self.cfg.k && !self.capped(addr)
+    }
+
+    fn slot(&mut self, idx: usize) -> &mut Bucket {
+        if self.buckets.len() <= idx {
+            self.buckets.resize_with(idx + 1, Bucket::default);
+        }
+        &mut self.buckets[idx]
+    }
+
+    fn capped(&self, addr: SocketAddr) -> bool {
+        let ip = crate::addr::canonical(addr).ip();
+        let over = |count: Option<&usize>, cap: usize| cap > 0 && count.copied().unwrap_or(0) >= cap;
+        over(self.per_ip.get(&ip), self.cfg.max_per_ip)
+            || over(self.per_subnet.get(&subnet(ip)), self.cfg.max_per_subnet)
+    }
+
+    fn count(&mut self, addr: SocketAddr, up: bool) {
+        let ip = crate::addr::canonical(addr).ip();
+        let bump = |n: &mut usize| {
+            if up {
+                *n += 1
+            } else {
+                *n = n.saturating_sub(1)
+            }
+        };
+        bump(self.per_ip.entry(ip).or_insert(0));
+        bump(self.per_subnet.entry(subnet(ip)).or_insert(0));
+        if !up {
+            if self.per_ip.get(&ip) == Some(&0) {
+                self.per_ip.remove(&ip);
+            }
+            if self.per_subnet.get(&subnet(ip)) == Some(&0) {
+                self.per_subnet.remove(&subnet(ip));
+            }
+        }
+        if up {
+            self.len += 1;
+        } else {
+            self.len -= 1;
+        }
+    }
+
+    /// Records that `addr` answered us at `now` (with an RTT sample if one was measured).
+    pub fn seen(&mut self, addr: SocketAddr, now: Time, rtt: Option<Duration>) -> Seen {
+        let addr = crate::addr::canonical(addr);
+        let id = NodeId::of_addr(addr);
+        let Some(idx) = self.own.bucket_index(&id) else {
+            return Seen::Own;
+        };
+        let k = self.cfg.k;
+        let spares_max = self.cfg.replacements;
+        let bucket = self.slot(idx);
+        if let Some(pos) = bucket.entries.iter().position(|c| c.addr == addr) {
+            let mut c = bucket.entries.remove(pos);
+            c.observe(now, rtt);
+            bucket.entries.push(c);
+            bucket.last_active = now;
+            return Seen::Refreshed;
+        }
+        let spare = bucket
+            .spares
+            .iter()
+            .position(|c| c.addr == addr)
+            .map(|p| bucket.spares.remove(p));
+        let full = bucket.entries.len() >= k;
+        if !full && self.capped(addr) {
+            return Seen::Capped;
+        }
+        let mut c = spare.unwrap_or_else(|| Contact::new(addr, now));
+        c.observe(now, rtt);
+        let bucket = self.slot(idx);
+        if full {
+            if spares_max > 0 {
+                if bucket.spares.len() >= spares_max {
+                    bucket.spares.remove(0);
+                }
+                bucket.spares.push(c);
+            }
+            return Seen::Full {
+                lrs: bucket.entries[0].addr,
+            };
+        }
+        bucket.entries.push(c);
+        bucket.last_active = now;
+        self.count(addr, true);
+        Seen::Added
+    }
+
+    /// Records that `addr` failed to answer a request. An unresponsive contact is replaced by
+    /// the freshest spare that passes the caps, or dropped after `max_failures` misses.
+    /// Returns whether it left the table.
+    pub fn failed(&mut self, addr: SocketAddr) -> bool {
+        let addr = crate::addr::canonical(addr);
+        let Some(idx) = self.own.bucket_index(&NodeId::of_addr(addr)) else {
+            return false;
+        };
+        let max_failures = self.cfg.max_failures;
+        let Some(bucket) = self.buckets.get_mut(idx) else {
+            return false;
+        };
+        let Some(pos) = bucket.entries.iter().position(|c| c.addr == addr) else {
+            return false;
+        };
+        let c = &mut bucket.entries[pos];
+        c.failures = c.failures.saturating_add(1);
+        let failures = c.failures;
+        if bucket.spares.is_empty() && failures < max_failures {
+            return false;
+        }
+        bucket.entries.remove(pos);
+        self.count(addr, false);
+        self.promote_spare(idx);
+        true
+    }
+
+    /// Moves the freshest spare of bucket `idx` that passes the caps into the bucket.
+    fn promote_spare(&mut self, idx: usize) {
+        let Some(bucket) = self.buckets.get(idx) else {
+            return;
+        };
+        let pick = bucket
+            .spares
+            .iter()
+            .rposition(|s| !self.capped(s.addr));
+        if let Some(p) = pick {
+            let bucket = &mut self.buckets[idx];
+            let c = bucket.spares.remove(p);
+            let addr = c.addr;
+            // Keep least-recently-seen order.
+            let at = bucket
+                .entries
+                .iter()
+                .position(|e| e.last_seen > c.last_seen)
+                .unwrap_or(bucket.entries.len());
+            bucket.entries.insert(at, c);
+            self.count(addr, true);
+        }
+    }
+
+    /// Removes `addr` (and any spare at that address). Returns whether it was a contact.
+    pub fn remove(&mut self, addr: SocketAddr) -> bool {
+        let addr = crate::addr::canonical(addr);
+        let Some(idx) = self.own.bucket_index(&NodeId::of_addr(addr)) else {
+            return false;
+        };
+        let Some(bucket) = self.buckets.get_mut(idx) else {
+            return false;
+        };
+        bucket.spares.retain(|c| c.addr != addr);
+        let Some(pos) = bucket.entries.iter().position(|c| c.addr == addr) else {
+            return false;
+        };
+        bucket.entries.remove(pos);
+        self.count(addr, false);
+        self.promote_spare(idx);
+        true
+    }
+
+    /// The `n` contacts closest to `target`, nearest first (ties cannot occur: IDs differ).
+    pub fn closest(&self, target: &NodeId, n: usize) -> Vec<&Contact> {
+        let mut out: Vec<&Contact> = Vec::with_capacity(n + self.cfg.k);
+        if n == 0 {
+            return out;
+        }
+        let depth = self.buckets.len();
+        let buckets = &self.buckets;
+        fn take<'a>(buckets: &'a [Bucket], i: usize, out: &mut Vec<&'a Contact>) {
+            if let Some(b) = buckets.get(i) {
+                out.extend(b.entries.iter());
+            }
+        }
+        match self.own.bucket_index(target) {
+            Some(d) => {
+                // Bucket d is nearest, then every deeper bucket together, then d-1 down to 0.
+                take(buckets, d, &mut out);
+                if out.len() < n {
+                    for i in d + 1..depth {
+                        take(buckets, i, &mut out);
+                    }
+                }
+                for i in (0..d.min(depth)).rev() {
+                    if out.len() >= n {
+                        break;
+                    }
+                    take(buckets, i, &mut out);
+                }
+            }
+            None => {
+                for i in (0..depth).rev() {
+                    if out.len() >= n {
+                        break;
+                    }
+                    take(buckets, i, &mut out);
+                }
+            }
+        }
+        out.sort_unstable_by_key(|c| c.id.distance(target));
+        out.truncate(n);
+        out
+    }
+
+    /// Marks bucket `index` as active now (a lookup went through its range).
+    pub fn touch(&mut self, index: usize, now: Time) {
+        if index < 256 {
+            self.slot(index).last_active = now;
+        }
+    }
+
+    /// Indices of buckets, up to the deepest one in use, idle for at least `idle`.
+    pub fn idle_buckets(&self, now: Time, idle: Duration) -> Vec<usize> {
+        (0..self.buckets.len())
+            .filter(|&i| now.since(self.buckets[i].last_active) >= idle)
+            .collect()
+    }
+
+    /// Rebuilds the table around a new own ID (after the public address changed).
+    pub fn rebuild(&mut self, own: NodeId) {
+        let old: Vec<Contact> = self
+            .buckets
+            .drain(..)
+            .flat_map(|b| b.entries.into_iter())
+            .collect();
+        *self = RoutingTable::new(own, self.cfg.clone());
+        for c in old {
+            let (addr, seen, rtt) = (c.addr, c.last_seen, c.rtt);
+            self.seen(addr, seen, rtt);
+        }
+    }
+}

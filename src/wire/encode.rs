@@ -1,0 +1,228 @@
+//! Encoding: messages to JSON text, and datagrams built within a byte budget.
+
+use super::{Message, MAX_DATAGRAM, SUPPORTED_MESSAGES};
+use crate::id::NodeId;
+use base64::Engine as _;
+use std::io::Write as _;
+use std::net::SocketAddr;
+
+impl Message {
+    /// Appends this message's JSON (`{"Name":{...}}`) to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        // Writing into a Vec cannot fail.
+        let _ = self.write(out);
+    }
+
+    /// The encoded length in bytes.
+    pub fn encoded_len(&self) -> usize {
+        let mut v = Vec::new();
+        self.encode(&mut v);
+        v.len()
+    }
+
+    fn write(&self, out: &mut Vec<u8>) -> std::io::Result<()> {
+        let name = self.name();
+        match self {
+            Message::PleaseSendPeers | Message::PleaseListSupportedMessages => {
+                write!(out, "{{\"{name}\":{{}}}}")
+            }
+            Message::Peers { peers, target } => {
+                write!(out, "{{\"Peers\":{{\"peers\":")?;
+                write_addrs(out, peers)?;
+                if let Some(t) = target {
+                    write!(out, ",\"target\":\"{}\"", t.to_hex())?;
+                }
+                write!(out, "}}}}")
+            }
+            Message::PleaseAlwaysReturnThisMessage(e)
+            | Message::AlwaysReturned(e)
+            | Message::PleaseReturnThisMessage(e)
+            | Message::ReturnedMessage(e) => write!(out, "{{\"{name}\":{}}}", e.as_json()),
+            Message::WhereAreThey { target } => {
+                write!(out, "{{\"WhereAreThey\":{{\"target\":\"{}\"}}}}", target.to_hex())
+            }
+            Message::YourAddressIs { addr } => {
+                write!(out, "{{\"YourAddressIs\":{{\"addr\":\"{addr}\"}}}}")
+            }
+            Message::PleaseSendContent { id, offset, length } => write!(
+                out,
+                "{{\"PleaseSendContent\":{{\"id\":\"{}\",\"offset\":{offset},\"length\":{length}}}}}",
+                id.to_hex()
+            ),
+            Message::Content {
+                id,
+                offset,
+                data,
+                eof,
+            } => {
+                write!(
+                    out,
+                    "{{\"Content\":{{\"id\":\"{}\",\"offset\":{offset},\"base64\":\"",
+                    id.to_hex()
+                )?;
+                let b64 = base64::engine::general_purpose::STANDARD.encode(data);
+                out.extend_from_slice(b64.as_bytes());
+                write!(out, "\",\"eof\":{eof}}}}}")
+            }
+            Message::MaybeTheyHaveSome { id, peers } => {
+                write!(out, "{{\"MaybeTheyHaveSome\":{{\"id\":\"{}\",\"peers\":", id.to_hex())?;
+                write_addrs(out, peers)?;
+                write!(out, "}}}}")
+            }
+            Message::SupportedMessages => {
+                write!(out, "{{\"SupportedMessages\":{{\"schema\":{{\"messages\":")?;
+                write_list(out, SUPPORTED_MESSAGES.iter())?;
+                write!(out, "}}}}}}")
+            }
+            Message::Padding { len } => {
+                write!(out, "{{\"Padding\":{{\"p\":\"")?;
+                out.resize(out.len() + len, b'0');
+                write!(out, "\"}}}}")
+            }
+            Message::Ignored(_) => write!(out, "{{\"{name}\":{{}}}}"),
+        }
+    }
+}
+
+fn write_addrs(out: &mut Vec<u8>, addrs: &[SocketAddr]) -> std::io::Result<()> {
+    write_list(out, addrs.iter())
+}
+
+fn write_list<T: std::fmt::Display>(
+    out: &mut Vec<u8>,
+    items: impl Iterator<Item = T>,
+) -> std::io::Result<()> {
+    out.push(b'[');
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write!(out, "\"{item}\"")?;
+    }
+    out.push(b']');
+    Ok(())
+}
+
+/// Encodes a whole packet without a size limit.
+pub fn encode_packet(messages: &[Message]) -> Vec<u8> {
+    let mut w = PacketWriter::new(usize::MAX);
+    for m in messages {
+        w.push(m);
+    }
+    w.finish().unwrap_or_else(|| b"[]".to_vec())
+}
+
+/// Builds one datagram, refusing messages that would take it past its byte limit.
+#[derive(Debug)]
+pub struct PacketWriter {
+    buf: Vec<u8>,
+    limit: usize,
+    count: usize,
+    scratch: Vec<u8>,
+}
+
+impl PacketWriter {
+    /// A writer whose finished datagram is at most `limit` bytes (and at most
+    /// [`MAX_DATAGRAM`]).
+    pub fn new(limit: usize) -> PacketWriter {
+        let mut buf = Vec::with_capacity(512);
+        buf.push(b'[');
+        PacketWriter {
+            buf,
+            limit: limit.min(MAX_DATAGRAM),
+            count: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Bytes still free for one more message, counting its separator and the closing `]`.
+    pub fn room(&self) -> usize {
+        self.limit
+            .saturating_sub(self.buf.len() + usize::from(self.count > 0) + 1)
+    }
+
+    /// Bytes written so far (without the closing `]`).
+    pub fn bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Messages written so far.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether nothing was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Appends `m` if it fits; returns whether it did.
+    pub fn push(&mut self, m: &Message) -> bool {
+        self.scratch.clear();
+        m.encode(&mut self.scratch);
+        if self.scratch.len() > self.room() {
+            return false;
+        }
+        if self.count > 0 {
+            self.buf.push(b',');
+        }
+        self.buf.extend_from_slice(&self.scratch);
+        self.count += 1;
+        true
+    }
+
+    /// Appends a `Peers` message with as many of `peers` (in order) as fit, if at least
+    /// `min` of them fit. Returns how many were written, or `None` if nothing was.
+    pub fn push_peers(
+        &mut self,
+        peers: &[SocketAddr],
+        target: Option<NodeId>,
+        min: usize,
+    ) -> Option<usize> {
+        let make = |n: usize| Message::Peers {
+            peers: peers[..n].to_vec(),
+            target,
+        };
+        self.push_longest(peers.len(), min, make)
+    }
+
+    /// Appends a `MaybeTheyHaveSome` with as many of `peers` as fit (at least `min`).
+    pub fn push_maybe(&mut self, id: NodeId, peers: &[SocketAddr], min: usize) -> Option<usize> {
+        let make = |n: usize| Message::MaybeTheyHaveSome {
+            id,
+            peers: peers[..n].to_vec(),
+        };
+        self.push_longest(peers.len(), min, make)
+    }
+
+    fn push_longest(
+        &mut self,
+        len: usize,
+        min: usize,
+        make: impl Fn(usize) -> Message,
+    ) -> Option<usize> {
+        // Entry sizes vary (IPv4/IPv6), so find the longest prefix that fits by bisection.
+        let (mut lo, mut hi) = (min, len);
+        if lo > hi || make(lo).encoded_len() > self.room() {
+            return None;
+        }
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if make(mid).encoded_len() <= self.room() {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        self.push(&make(lo)).then_some(lo)
+    }
+
+    /// The finished datagram, or `None` if no message was written.
+    pub fn finish(mut self) -> Option<Vec<u8>> {
+        if self.count == 0 {
+            return None;
+        }
+        self.buf.push(b']');
+        Some(self.buf)
+    }
+}
