@@ -13,7 +13,7 @@ pub struct Config {
     pub lookup: LookupConfig,
     /// A bucket with no activity for this long is refreshed by a lookup of a random ID in it.
     pub refresh_interval: Duration,
-    /// How often to retry bootstrap while the table holds fewer than k contacts.
+    /// Longest wait between self-lookups (they start 1 s apart after joining and double).
     pub bootstrap_retry: Duration,
     /// How often the cookie secret rotates (the previous one stays valid for one period).
     pub cookie_rotation: Duration,
@@ -47,7 +47,7 @@ impl Default for Config {
             table: TableConfig::default(),
             lookup: LookupConfig::default(),
             refresh_interval: Duration::from_secs(15 * 60),
-            bootstrap_retry: Duration::from_secs(30),
+            bootstrap_retry: Duration::from_secs(5 * 60),
             cookie_rotation: Duration::from_secs(10 * 60),
             tick: Duration::from_secs(1),
             ping_interval: Duration::from_secs(10 * 60),

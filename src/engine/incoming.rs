@@ -159,6 +159,7 @@ impl Engine {
                         if let Some(task) = self.lookups.get_mut(&id) {
                             task.lookup.on_success(src, &list, now);
                         }
+                        self.add_candidates(&list);
                     }
                     Purpose::Peers => {
                         self.add_candidates(&list);

@@ -9,12 +9,9 @@ impl Engine {
     /// The periodic maintenance tick.
     pub(super) fn tick(&mut self, now: Time) {
         self.jar.maybe_rotate(now, &mut self.rng);
-        let k = self.cfg.table.k;
-        let have_seeds = !self.bootstrap.is_empty() || !self.saved.is_empty();
-        let retry_due = self
-            .last_bootstrap
-            .is_none_or(|t| now.since(t) >= self.cfg.bootstrap_retry);
-        if self.table.len() < k && have_seeds && retry_due {
+        let have_seeds =
+            !self.bootstrap.is_empty() || !self.saved.is_empty() || !self.table.is_empty();
+        if have_seeds && self.last_bootstrap.is_some_and(|t| now >= t + self.self_lookup_backoff()) {
             self.bootstrap_now(now);
         } else {
             self.refresh_idle(now);
@@ -23,10 +20,28 @@ impl Engine {
         self.next_tick = now + self.cfg.tick;
     }
 
-    /// `PleaseSendPeers` to every bootstrap node, and a lookup of the own ID.
+    /// The wait before the next self-lookup: 1 s, 2 s, 4 s, ... after joining, then every
+    /// `bootstrap_retry`; a node whose table is still short of k contacts retries at most
+    /// 8 s apart.
+    fn self_lookup_backoff(&self) -> std::time::Duration {
+        let mut d = std::time::Duration::from_secs(1 << self.bootstrap_attempts.min(20))
+            .min(self.cfg.bootstrap_retry);
+        if self.table.len() < self.cfg.table.k {
+            d = d.min(std::time::Duration::from_secs(8));
+        }
+        d
+    }
+
+    /// `PleaseSendPeers` to every bootstrap node (while the table is short), and a lookup of
+    /// the own ID.
     pub(super) fn bootstrap_now(&mut self, now: Time) {
         self.last_bootstrap = Some(now);
-        let nodes = self.bootstrap.clone();
+        self.bootstrap_attempts = self.bootstrap_attempts.saturating_add(1);
+        let nodes = if self.table.len() < self.cfg.table.k {
+            self.bootstrap.clone()
+        } else {
+            Vec::new()
+        };
         for a in nodes {
             if !self.requests.pending(a, |p| matches!(p, Purpose::Peers)) {
                 self.send_request(now, a, Purpose::Peers, &[Message::PleaseSendPeers]);
@@ -42,10 +57,21 @@ impl Engine {
         }
     }
 
-    /// After joining: a lookup of a random ID in every bucket up to the deepest in use.
+    /// After a self-lookup: when joining (the first one that found contacts), a lookup of a
+    /// random ID in every bucket up to the deepest in use; after later ones, only in buckets
+    /// that still have room, since those may miss nodes that exist. Idle full buckets are
+    /// refreshed one by one on the refresh interval.
     pub(super) fn refresh_all(&mut self, now: Time) {
+        if self.table.is_empty() {
+            return;
+        }
+        let joining = !self.joined;
+        self.joined = true;
+        let k = self.cfg.table.k;
         for idx in 0..self.table.depth() {
-            self.refresh_bucket(now, idx);
+            if joining || self.table.bucket(idx).len() < k {
+                self.refresh_bucket(now, idx);
+            }
         }
     }
 

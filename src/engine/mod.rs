@@ -110,6 +110,8 @@ pub struct Engine {
     bootstrap: Vec<SocketAddr>,
     saved: Vec<SocketAddr>,
     last_bootstrap: Option<Time>,
+    bootstrap_attempts: u32,
+    joined: bool,
     votes: AddressVotes,
     outbox: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -142,6 +144,8 @@ impl Engine {
             bootstrap: Vec::new(),
             saved: Vec::new(),
             last_bootstrap: None,
+            bootstrap_attempts: 0,
+            joined: false,
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -464,13 +468,17 @@ impl Engine {
         }
     }
 
-    /// Queues addresses learned from a peer list to be pinged.
+    /// Queues addresses learned from a peer list to be pinged, if their bucket has room.
     fn add_candidates(&mut self, addrs: &[SocketAddr]) {
         for &a in addrs {
             if self.candidates.len() >= self.cfg.max_candidates {
                 break;
             }
-            if self.is_self(a) || self.table.contains(a) || !self.candidate_set.insert(a) {
+            if self.is_self(a)
+                || self.table.contains(a)
+                || !self.table.admits(a)
+                || !self.candidate_set.insert(a)
+            {
                 continue;
             }
             self.candidates.push_back(a);

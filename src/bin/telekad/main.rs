@@ -1,0 +1,60 @@
+//! `telekad`: the command-line front end (run a node, run a loopback swarm).
+
+mod args;
+mod run;
+mod swarm;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// A Kademlia DHT node that speaks the cjp2p wire protocol.
+#[derive(Parser, Debug)]
+#[command(name = "telekad", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run a node until Ctrl-C (state is saved on exit).
+    #[command(after_help = "Example:\n  telekad run --bind 0.0.0.0:24254 --data-dir ~/.local/share/telekad --public")]
+    Run(run::RunArgs),
+    /// Start N real nodes on 127.0.0.0/8 in one process and report how their tables fill.
+    #[command(after_help = "Example:\n  telekad swarm --nodes 30")]
+    Swarm(swarm::SwarmArgs),
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("telekad=info,warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("telekad: error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.cmd {
+            Cmd::Run(a) => run::run(a).await,
+            Cmd::Swarm(a) => swarm::run(a).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(msg) => {
+            eprintln!("telekad: error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

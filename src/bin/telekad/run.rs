@@ -1,0 +1,50 @@
+//! `telekad run`: one long-running node.
+
+use crate::args::{bind_addr, default_data_dir, peer_addr};
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use telekad::driver::{Node, NodeConfig};
+
+/// Options of `telekad run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// UDP address to listen on.
+    #[arg(long, default_value = "0.0.0.0:24254", value_parser = bind_addr)]
+    bind: SocketAddr,
+    /// Directory for the saved routing table [default: ~/.local/share/telekad].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// A node to bootstrap from (IP:PORT); repeat for more.
+    #[arg(long, value_parser = peer_addr)]
+    bootstrap: Vec<SocketAddr>,
+    /// Also bootstrap from the well-known public cjp2p nodes (contacts the internet).
+    #[arg(long)]
+    public: bool,
+}
+
+pub async fn run(a: RunArgs) -> Result<ExitCode, String> {
+    let mut cfg = NodeConfig::new(a.bind);
+    cfg.data_dir = Some(a.data_dir.unwrap_or_else(default_data_dir));
+    cfg.bootstrap = a.bootstrap;
+    if a.public {
+        cfg.bootstrap.extend(telekad::PUBLIC_BOOTSTRAP.iter().filter_map(|s| s.parse::<SocketAddr>().ok()));
+    }
+    let node = Node::start(cfg.clone()).await.map_err(|e| e.to_string())?;
+    tracing::info!(
+        addr = %node.local_addr(),
+        id = %node.id(),
+        data_dir = %cfg.data_dir.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
+        bootstrap = cfg.bootstrap.len(),
+        "telekad node running; Ctrl-C to stop"
+    );
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| format!("cannot wait for Ctrl-C: {e}"))?;
+    tracing::info!("stopping: saving state");
+    node.shutdown()
+        .await
+        .map_err(|e| format!("could not save state: {e}"))?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,352 @@
+//! The tokio driver: the only code with a socket and the wall clock. It feeds the engine
+//! datagrams and timeouts, sends what the engine hands back, saves state, and answers
+//! commands from a [`Node`] handle.
+
+use crate::addr::{canonical, is_loopback};
+use crate::config::Config;
+use crate::engine::{Engine, Event, LookupId, SavedState};
+use crate::id::NodeId;
+use crate::lookup::LookupResult;
+use crate::persist;
+use crate::stats::Stats;
+use crate::table::Contact;
+use crate::time::Time;
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// How to run one node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Address to bind the UDP socket to.
+    pub bind: SocketAddr,
+    /// Where state is saved (`None`: nothing is saved or loaded).
+    pub data_dir: Option<PathBuf>,
+    /// Nodes to bootstrap from.
+    pub bootstrap: Vec<SocketAddr>,
+    /// Engine settings.
+    pub engine: Config,
+    /// Seed of the engine's RNG (`None`: from the OS).
+    pub seed: Option<u64>,
+    /// How often state is saved while running (also saved at shutdown).
+    pub save_interval: Duration,
+    /// Drop every datagram to an address outside 127.0.0.0/8 and ::1 (tests, swarms).
+    pub loopback_only: bool,
+}
+
+impl NodeConfig {
+    /// A node bound at `bind` with default settings and no data directory.
+    pub fn new(bind: SocketAddr) -> NodeConfig {
+        NodeConfig {
+            bind,
+            data_dir: None,
+            bootstrap: Vec::new(),
+            engine: Config::default(),
+            seed: None,
+            save_interval: Duration::from_secs(60),
+            loopback_only: false,
+        }
+    }
+}
+
+/// A snapshot of a running node.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// The node ID.
+    pub id: NodeId,
+    /// The bound address.
+    pub local_addr: SocketAddr,
+    /// The address peers see.
+    pub public_addr: SocketAddr,
+    /// The routing table's contacts, by bucket.
+    pub contacts: Vec<Contact>,
+    /// Counters.
+    pub stats: Stats,
+    /// Time since start.
+    pub uptime: Duration,
+    /// Lookups running.
+    pub lookups_running: usize,
+}
+
+/// Why a node could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The socket could not be bound.
+    Bind(SocketAddr, io::Error),
+    /// The data directory is unusable.
+    DataDir(String),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Bind(a, e) => write!(
+                f,
+                "cannot bind UDP {a}: {e}; pick another --bind address or port"
+            ),
+            StartError::DataDir(msg) => f.write_str(msg),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// The node task has stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeGone;
+
+impl std::fmt::Display for NodeGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the node has stopped")
+    }
+}
+
+impl std::error::Error for NodeGone {}
+
+enum Command {
+    Lookup(NodeId, oneshot::Sender<LookupResult>),
+    Bootstrap(Vec<SocketAddr>),
+    Status(oneshot::Sender<Status>),
+    Shutdown(oneshot::Sender<io::Result<()>>),
+}
+
+/// A handle to a running node. Dropping every handle stops the node (state is saved).
+#[derive(Debug, Clone)]
+pub struct Node {
+    tx: mpsc::Sender<Command>,
+    local: SocketAddr,
+    id: NodeId,
+    task: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl Node {
+    /// Binds the socket, loads saved state, and starts the node task.
+    pub async fn start(cfg: NodeConfig) -> Result<Node, StartError> {
+        if let Some(dir) = &cfg.data_dir {
+            persist::prepare_data_dir(dir).map_err(StartError::DataDir)?;
+        }
+        let socket = UdpSocket::bind(cfg.bind)
+            .await
+            .map_err(|e| StartError::Bind(cfg.bind, e))?;
+        let local = canonical(socket.local_addr().map_err(|e| StartError::Bind(cfg.bind, e))?);
+        let epoch = Instant::now();
+        let seed = cfg.seed.unwrap_or_else(rand::random);
+        let mut engine = Engine::new(cfg.engine.clone(), local, seed, Time::ZERO);
+        if let Some(dir) = &cfg.data_dir {
+            match persist::load(dir) {
+                Ok(Some(state)) => {
+                    tracing::info!(contacts = state.contacts.len(), "loaded saved state");
+                    engine.restore(&state);
+                }
+                Ok(None) => {}
+                Err(e) => match persist::set_aside(dir) {
+                    Ok(to) => tracing::warn!("{e}; moved it to {} and starting fresh", to.display()),
+                    Err(e2) => tracing::warn!("{e}; could not move it aside ({e2}); starting fresh"),
+                },
+            }
+        }
+        let id = engine.id();
+        let (tx, rx) = mpsc::channel(256);
+        let driver = Driver {
+            engine,
+            socket,
+            epoch,
+            cfg,
+            lookups: HashMap::new(),
+        };
+        let task = tokio::spawn(driver.run(rx));
+        Ok(Node {
+            tx,
+            local,
+            id,
+            task: Arc::new(std::sync::Mutex::new(Some(task))),
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The node ID at start (see [`Status::id`] for the current one).
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Runs an iterative lookup for `target`.
+    pub async fn lookup(&self, target: NodeId) -> Result<LookupResult, NodeGone> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Lookup(target, tx))
+            .await
+            .map_err(|_| NodeGone)?;
+        rx.await.map_err(|_| NodeGone)
+    }
+
+    /// Adds bootstrap nodes and bootstraps now.
+    pub async fn bootstrap(&self, addrs: Vec<SocketAddr>) -> Result<(), NodeGone> {
+        self.tx
+            .send(Command::Bootstrap(addrs))
+            .await
+            .map_err(|_| NodeGone)
+    }
+
+    /// The node's current state.
+    pub async fn status(&self) -> Result<Status, NodeGone> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::Status(tx)).await.map_err(|_| NodeGone)?;
+        rx.await.map_err(|_| NodeGone)
+    }
+
+    /// Saves state and stops the node.
+    pub async fn shutdown(&self) -> io::Result<()> {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Shutdown(tx)).await.is_err() {
+            return Ok(());
+        }
+        let saved = rx.await.unwrap_or(Ok(()));
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+        saved
+    }
+
+    /// Stops the task at once without saving (simulates a crash in tests).
+    pub fn abort(&self) {
+        if let Some(t) = self.task.lock().ok().and_then(|mut t| t.take()) {
+            t.abort();
+        }
+    }
+}
+
+struct Driver {
+    engine: Engine,
+    socket: UdpSocket,
+    epoch: Instant,
+    cfg: NodeConfig,
+    lookups: HashMap<LookupId, oneshot::Sender<LookupResult>>,
+}
+
+impl Driver {
+    fn now(&self) -> Time {
+        Time::from_micros(self.epoch.elapsed().as_micros() as u64)
+    }
+
+    fn instant(&self, t: Time) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(self.epoch + Duration::from_micros(t.as_micros()))
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut buf = vec![0u8; 65_536];
+        let now = self.now();
+        let boot = self.cfg.bootstrap.clone();
+        self.engine.bootstrap(now, &boot);
+        let mut save_at = tokio::time::Instant::now() + self.cfg.save_interval;
+        loop {
+            self.flush().await;
+            let wake = self
+                .engine
+                .poll_timeout()
+                .map(|t| self.instant(t))
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                r = self.socket.recv_from(&mut buf) => match r {
+                    Ok((n, src)) => {
+                        let now = self.now();
+                        self.engine.handle_packet(now, src, &buf[..n]);
+                    }
+                    Err(e) => tracing::debug!("recv error: {e}"),
+                },
+                _ = tokio::time::sleep_until(wake) => {
+                    let now = self.now();
+                    self.engine.handle_timeout(now);
+                }
+                _ = tokio::time::sleep_until(save_at) => {
+                    save_at = tokio::time::Instant::now() + self.cfg.save_interval;
+                    if let Err(e) = self.save() {
+                        tracing::warn!("could not save state: {e}");
+                    }
+                }
+                cmd = rx.recv() => match cmd {
+                    None => {
+                        let _ = self.save();
+                        return;
+                    }
+                    Some(Command::Shutdown(reply)) => {
+                        let _ = reply.send(self.save());
+                        return;
+                    }
+                    Some(c) => self.command(c),
+                },
+            }
+        }
+    }
+
+    fn command(&mut self, c: Command) {
+        let now = self.now();
+        match c {
+            Command::Lookup(target, reply) => {
+                let id = self.engine.start_lookup(now, target);
+                self.lookups.insert(id, reply);
+            }
+            Command::Bootstrap(addrs) => self.engine.bootstrap(now, &addrs),
+            Command::Status(reply) => {
+                let _ = reply.send(Status {
+                    id: self.engine.id(),
+                    local_addr: self.engine.local_addr(),
+                    public_addr: self.engine.public_addr(),
+                    contacts: self.engine.table().contacts().cloned().collect(),
+                    stats: self.engine.stats().clone(),
+                    uptime: self.epoch.elapsed(),
+                    lookups_running: self.engine.lookups_running(),
+                });
+            }
+            Command::Shutdown(_) => {}
+        }
+    }
+
+    fn save(&self) -> io::Result<()> {
+        match &self.cfg.data_dir {
+            Some(dir) => persist::save(dir, &self.engine.snapshot()),
+            None => Ok(()),
+        }
+    }
+
+    async fn flush(&mut self) {
+        while let Some(t) = self.engine.poll_transmit() {
+            if self.cfg.loopback_only && !is_loopback(t.dst) {
+                tracing::warn!(dst = %t.dst, "loopback-only node: not sending outside loopback");
+                continue;
+            }
+            if let Err(e) = self.socket.send_to(&t.payload, t.dst).await {
+                tracing::debug!(dst = %t.dst, "send error: {e}");
+            }
+        }
+        while let Some(ev) = self.engine.poll_event() {
+            match ev {
+                Event::LookupFinished { id, result } => {
+                    if let Some(reply) = self.lookups.remove(&id) {
+                        let _ = reply.send(result);
+                    }
+                }
+                Event::ContactAdded(a) => tracing::debug!(%a, "contact added"),
+                Event::ContactRemoved(a) => tracing::debug!(%a, "contact removed"),
+                Event::PublicAddressChanged(a) => {
+                    tracing::info!(%a, id = %self.engine.id(), "public address learned")
+                }
+            }
+        }
+    }
+}
+
+/// Loads the state a node would start from (for tools and tests).
+pub fn load_state(dir: &std::path::Path) -> Result<Option<SavedState>, persist::LoadError> {
+    persist::load(dir)
+}

@@ -1,0 +1,337 @@
+//! A deterministic simulator: thousands of real engines over a virtual clock and a seeded,
+//! lossy, delayed network, in one process. The same seed gives the same trace
+//! ([`Sim::trace_hash`]).
+
+mod network;
+
+pub use network::NetConfig;
+
+use crate::config::Config;
+use crate::engine::{Engine, Event, LookupId};
+use crate::id::NodeId;
+use crate::lookup::LookupResult;
+use crate::time::Time;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+/// The loopback address of simulated node `i`: each node gets its own /24 inside
+/// 127.0.0.0/8 (two per /24 past 65,536 nodes), so diversity caps stay on.
+pub fn node_addr(i: usize, port: u16) -> SocketAddr {
+    let s = i % 65_536;
+    let host = 1 + (i / 65_536) as u8;
+    SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::new(127, (s / 256) as u8, (s % 256) as u8, host)),
+        port,
+    )
+}
+
+/// Simulator settings.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Number of nodes.
+    pub nodes: usize,
+    /// Seed of everything random (network and engines).
+    pub seed: u64,
+    /// The network model.
+    pub net: NetConfig,
+    /// Configuration of every engine.
+    pub engine: Config,
+}
+
+impl SimConfig {
+    /// `nodes` nodes with default engine and network settings.
+    pub fn new(nodes: usize, seed: u64) -> SimConfig {
+        SimConfig {
+            nodes,
+            seed,
+            net: NetConfig::default(),
+            engine: Config::default(),
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Pending {
+    /// A datagram in flight: (sequence, from, to, payload).
+    Deliver(u64, usize, usize, Vec<u8>),
+    /// A node's timer, valid if the generation still matches.
+    Wake(usize, u64),
+}
+
+/// The simulated world.
+#[derive(Debug)]
+pub struct Sim {
+    cfg: SimConfig,
+    nodes: Vec<Option<Engine>>,
+    addrs: Vec<SocketAddr>,
+    index: HashMap<SocketAddr, usize>,
+    now: Time,
+    queue: BinaryHeap<Reverse<(Time, Pending)>>,
+    wake_gen: Vec<u64>,
+    wake_at: Vec<Option<Time>>,
+    rng: StdRng,
+    seq: u64,
+    trace: u64,
+    sent: u64,
+    delivered: u64,
+    results: HashMap<(usize, LookupId), LookupResult>,
+}
+
+const FNV_PRIME: u64 = 0x0100_0000_01b3;
+
+fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(FNV_PRIME);
+    }
+    h
+}
+
+impl Sim {
+    /// Creates the nodes (not yet joined: see [`Sim::join_all`]).
+    pub fn new(cfg: SimConfig) -> Sim {
+        let mut rng = StdRng::seed_from_u64(cfg.seed);
+        let addrs: Vec<SocketAddr> = (0..cfg.nodes).map(|i| node_addr(i, 24254)).collect();
+        let nodes = addrs
+            .iter()
+            .map(|a| Some(Engine::new(cfg.engine.clone(), *a, rng.random(), Time::ZERO)))
+            .collect();
+        let index = addrs.iter().enumerate().map(|(i, a)| (*a, i)).collect();
+        let n = cfg.nodes;
+        let mut sim = Sim {
+            cfg,
+            nodes,
+            addrs,
+            index,
+            now: Time::ZERO,
+            queue: BinaryHeap::new(),
+            wake_gen: vec![0; n],
+            wake_at: vec![None; n],
+            rng,
+            seq: 0,
+            trace: 0xcbf2_9ce4_8422_2325,
+            sent: 0,
+            delivered: 0,
+            results: HashMap::new(),
+        };
+        for i in 0..n {
+            sim.reschedule(i);
+        }
+        sim
+    }
+
+    /// Number of nodes (dead ones included).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether the simulation has no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The virtual time now.
+    pub fn now(&self) -> Time {
+        self.now
+    }
+
+    /// Address of node `i`.
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        self.addrs[i]
+    }
+
+    /// Node `i`'s engine, if it is alive.
+    pub fn engine(&self, i: usize) -> Option<&Engine> {
+        self.nodes.get(i).and_then(|n| n.as_ref())
+    }
+
+    /// Whether node `i` is alive.
+    pub fn is_alive(&self, i: usize) -> bool {
+        self.engine(i).is_some()
+    }
+
+    /// Index of the node at `addr`.
+    pub fn index_of(&self, addr: SocketAddr) -> Option<usize> {
+        self.index.get(&addr).copied()
+    }
+
+    /// Datagrams handed to the network so far.
+    pub fn datagrams_sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// Datagrams delivered so far.
+    pub fn datagrams_delivered(&self) -> u64 {
+        self.delivered
+    }
+
+    /// A hash of every delivery so far (time, endpoints, bytes): equal seeds give equal hashes.
+    pub fn trace_hash(&self) -> u64 {
+        self.trace
+    }
+
+    /// Removes node `i` from the network: it stops answering and its datagrams are dropped.
+    pub fn kill(&mut self, i: usize) {
+        self.nodes[i] = None;
+        self.wake_gen[i] += 1;
+        self.wake_at[i] = None;
+    }
+
+    /// Node `i` bootstraps from the given nodes.
+    pub fn bootstrap(&mut self, i: usize, from: &[usize]) {
+        let addrs: Vec<SocketAddr> = from.iter().map(|&j| self.addrs[j]).collect();
+        let now = self.now;
+        if let Some(e) = self.nodes[i].as_mut() {
+            e.bootstrap(now, &addrs);
+        }
+        self.after_input(i);
+    }
+
+    /// Joins every node: node 0 first, then the others one every `spacing`, each bootstrapping
+    /// from a node that joined before it (chosen by the seeded RNG), then runs `settle` more.
+    pub fn join_all(&mut self, spacing: Duration, settle: Duration) {
+        for i in 1..self.nodes.len() {
+            let j = self.rng.random_range(0..i);
+            self.bootstrap(i, &[j]);
+            let t = self.now + spacing;
+            self.run_until(t);
+        }
+        let t = self.now + settle;
+        self.run_until(t);
+    }
+
+    /// Starts a lookup at node `from`; its result is kept for [`Sim::take_result`].
+    pub fn start_lookup(&mut self, from: usize, target: NodeId) -> Option<LookupId> {
+        let now = self.now;
+        let id = self.nodes[from].as_mut()?.start_lookup(now, target);
+        self.after_input(from);
+        Some(id)
+    }
+
+    /// The result of a finished lookup, once.
+    pub fn take_result(&mut self, from: usize, id: LookupId) -> Option<LookupResult> {
+        self.results.remove(&(from, id))
+    }
+
+    /// Runs one lookup to completion and returns its result.
+    pub fn lookup(&mut self, from: usize, target: NodeId) -> Option<LookupResult> {
+        let id = self.start_lookup(from, target)?;
+        while !self.results.contains_key(&(from, id)) {
+            if !self.step() {
+                break;
+            }
+        }
+        self.take_result(from, id)
+    }
+
+    /// Processes events until virtual time `t`.
+    pub fn run_until(&mut self, t: Time) {
+        while let Some(Reverse((at, _))) = self.queue.peek() {
+            if *at > t {
+                break;
+            }
+            self.step();
+        }
+        self.now = self.now.max(t);
+    }
+
+    /// Runs for `d` of virtual time.
+    pub fn run_for(&mut self, d: Duration) {
+        let t = self.now + d;
+        self.run_until(t);
+    }
+
+    /// Processes the next event; false if nothing is left.
+    pub fn step(&mut self) -> bool {
+        let Some(Reverse((at, p))) = self.queue.pop() else {
+            return false;
+        };
+        self.now = self.now.max(at);
+        let now = self.now;
+        match p {
+            Pending::Deliver(_, from, to, payload) => {
+                let src = self.addrs[from];
+                if let Some(e) = self.nodes[to].as_mut() {
+                    self.delivered += 1;
+                    let mut h = fnv(self.trace, &now.as_micros().to_le_bytes());
+                    h = fnv(h, &(from as u64).to_le_bytes());
+                    h = fnv(h, &(to as u64).to_le_bytes());
+                    self.trace = fnv(h, &payload);
+                    e.handle_packet(now, src, &payload);
+                    self.after_input(to);
+                }
+            }
+            Pending::Wake(i, generation) => {
+                if self.wake_gen[i] == generation {
+                    self.wake_at[i] = None;
+                    if let Some(e) = self.nodes[i].as_mut() {
+                        e.handle_timeout(now);
+                        self.after_input(i);
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    fn after_input(&mut self, i: usize) {
+        let Some(e) = self.nodes[i].as_mut() else {
+            return;
+        };
+        let mut out = Vec::new();
+        while let Some(t) = e.poll_transmit() {
+            out.push(t);
+        }
+        while let Some(ev) = e.poll_event() {
+            if let Event::LookupFinished { id, result } = ev {
+                self.results.insert((i, id), result);
+            }
+        }
+        for t in out {
+            self.sent += 1;
+            let Some(&to) = self.index.get(&t.dst) else {
+                continue;
+            };
+            if let Some(delay) = self.cfg.net.sample(&mut self.rng, i, to) {
+                self.seq += 1;
+                self.queue.push(Reverse((
+                    self.now + delay,
+                    Pending::Deliver(self.seq, i, to, t.payload),
+                )));
+            }
+        }
+        self.reschedule(i);
+    }
+
+    fn reschedule(&mut self, i: usize) {
+        let Some(e) = self.nodes[i].as_ref() else {
+            return;
+        };
+        let Some(t) = e.poll_timeout() else {
+            return;
+        };
+        let t = t.max(self.now);
+        if self.wake_at[i] == Some(t) {
+            return;
+        }
+        self.wake_gen[i] += 1;
+        self.wake_at[i] = Some(t);
+        self.queue
+            .push(Reverse((t, Pending::Wake(i, self.wake_gen[i]))));
+    }
+
+    /// The `k` live nodes nearest to `target`, by brute force.
+    pub fn true_closest(&self, target: &NodeId, k: usize) -> Vec<SocketAddr> {
+        let mut v: Vec<(crate::id::Distance, SocketAddr)> = (0..self.nodes.len())
+            .filter(|&i| self.is_alive(i))
+            .map(|i| (NodeId::of_addr(self.addrs[i]).distance(target), self.addrs[i]))
+            .collect();
+        v.sort_unstable();
+        v.truncate(k);
+        v.into_iter().map(|(_, a)| a).collect()
+    }
+}

@@ -1,0 +1,193 @@
+//! A real-socket swarm in one process: N drivers on distinct 127.0.0.0/8 addresses,
+//! bootstrapped from one seed. The project's main demo and its end-to-end test bed.
+
+use crate::config::Config;
+use crate::driver::{Node, NodeConfig, StartError, Status};
+use crate::sim::node_addr;
+use crate::table::{RoutingTable, TableConfig};
+use crate::id::NodeId;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Swarm settings.
+#[derive(Debug, Clone)]
+pub struct SwarmConfig {
+    /// Number of nodes.
+    pub nodes: usize,
+    /// UDP port of every node (0: each picks a free port on its own loopback IP).
+    pub port: u16,
+    /// Engine settings for every node.
+    pub engine: Config,
+    /// Seed of node i is `seed + i`.
+    pub seed: u64,
+}
+
+impl SwarmConfig {
+    /// `nodes` nodes with default settings.
+    pub fn new(nodes: usize) -> SwarmConfig {
+        SwarmConfig {
+            nodes,
+            port: 0,
+            engine: Config::default(),
+            seed: 1,
+        }
+    }
+}
+
+/// How full the swarm's routing tables are compared with what they have room for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FillReport {
+    /// Nodes whose table holds every contact the brute-force view says it has room for.
+    pub filled: usize,
+    /// Nodes in the swarm.
+    pub nodes: usize,
+    /// Smallest, mean and largest table size.
+    pub contacts_min: usize,
+    /// Mean table size.
+    pub contacts_mean: f64,
+    /// Largest table size.
+    pub contacts_max: usize,
+    /// Mean of what the tables have room for.
+    pub expected_mean: f64,
+    /// Datagrams sent by all nodes.
+    pub datagrams: u64,
+    /// Bytes sent by all nodes.
+    pub bytes: u64,
+    /// Elements and datagrams dropped or skipped by all nodes.
+    pub skipped: u64,
+}
+
+/// A running swarm.
+#[derive(Debug)]
+pub struct Swarm {
+    nodes: Vec<Node>,
+    addrs: Vec<SocketAddr>,
+    table_cfg: TableConfig,
+    started: Instant,
+}
+
+/// How many contacts `own` has room for when every address in `all` is live: the size of a
+/// fresh table that was shown all of them (buckets of k, diversity caps applied).
+pub fn room(own: SocketAddr, all: &[SocketAddr], cfg: &TableConfig) -> usize {
+    let mut t = RoutingTable::new(NodeId::of_addr(own), cfg.clone());
+    for a in all {
+        if *a != own {
+            t.seen(*a, crate::time::Time::ZERO, None);
+        }
+    }
+    t.len()
+}
+
+impl Swarm {
+    /// Starts `cfg.nodes` nodes; node 0 is the seed every other node bootstraps from.
+    pub async fn start(cfg: SwarmConfig) -> Result<Swarm, StartError> {
+        let mut nodes = Vec::with_capacity(cfg.nodes);
+        let mut addrs = Vec::with_capacity(cfg.nodes);
+        for i in 0..cfg.nodes {
+            let mut nc = NodeConfig::new(node_addr(i, cfg.port));
+            nc.engine = cfg.engine.clone();
+            nc.seed = Some(cfg.seed.wrapping_add(i as u64));
+            nc.loopback_only = true;
+            if let Some(seed) = addrs.first() {
+                nc.bootstrap = vec![*seed];
+            }
+            let node = Node::start(nc).await?;
+            addrs.push(node.local_addr());
+            nodes.push(node);
+        }
+        Ok(Swarm {
+            nodes,
+            addrs,
+            table_cfg: cfg.engine.table.clone(),
+            started: Instant::now(),
+        })
+    }
+
+    /// The nodes.
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// Their addresses.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Time since the swarm started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Status of every node that is still running.
+    pub async fn statuses(&self) -> Vec<Status> {
+        let mut out = Vec::with_capacity(self.nodes.len());
+        for n in &self.nodes {
+            if let Ok(s) = n.status().await {
+                out.push(s);
+            }
+        }
+        out
+    }
+
+    /// Compares every table with the brute-force room of its node.
+    pub async fn fill(&self) -> FillReport {
+        let statuses = self.statuses().await;
+        let mut filled = 0;
+        let (mut min, mut max, mut sum, mut exp_sum) = (usize::MAX, 0, 0, 0);
+        let (mut datagrams, mut bytes, mut skipped) = (0, 0, 0);
+        for s in &statuses {
+            let have = s.contacts.len();
+            let want = room(s.local_addr, &self.addrs, &self.table_cfg);
+            if have >= want {
+                filled += 1;
+            }
+            min = min.min(have);
+            max = max.max(have);
+            sum += have;
+            exp_sum += want;
+            datagrams += s.stats.datagrams_out;
+            bytes += s.stats.bytes_out;
+            skipped += s.stats.total_skipped();
+        }
+        let n = statuses.len().max(1) as f64;
+        FillReport {
+            filled,
+            nodes: statuses.len(),
+            contacts_min: if statuses.is_empty() { 0 } else { min },
+            contacts_mean: sum as f64 / n,
+            contacts_max: max,
+            expected_mean: exp_sum as f64 / n,
+            datagrams,
+            bytes,
+            skipped,
+        }
+    }
+
+    /// Polls until every table is filled or `timeout` passes; `progress` sees each report.
+    /// Returns the last report and the time it took to settle (`None` if it did not).
+    pub async fn settle(
+        &self,
+        timeout: Duration,
+        mut progress: impl FnMut(&FillReport),
+    ) -> (FillReport, Option<Duration>) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let r = self.fill().await;
+            progress(&r);
+            if r.filled == r.nodes && r.nodes == self.nodes.len() {
+                return (r, Some(self.elapsed()));
+            }
+            if Instant::now() >= deadline {
+                return (r, None);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Stops every node (saving state where a node has a data directory).
+    pub async fn shutdown(&self) {
+        for n in &self.nodes {
+            let _ = n.shutdown().await;
+        }
+    }
+}
