@@ -88,7 +88,15 @@ mod tests {
     fn parse_peer_rejects_unreachable() {
         assert!(parse_peer("192.0.2.1:24254").is_some());
         assert!(parse_peer("[2001:db8::1]:1").is_some());
-        for bad in ["0.0.0.0:1", "192.0.2.1:0", "224.0.0.1:24254", "[ff02::1]:24254", "x", "255.255.255.255:1", "192.0.2.1"] {
+        for bad in [
+            "0.0.0.0:1",
+            "192.0.2.1:0",
+            "224.0.0.1:24254",
+            "[ff02::1]:24254",
+            "x",
+            "255.255.255.255:1",
+            "192.0.2.1",
+        ] {
             assert!(parse_peer(bad).is_none(), "{bad}");
         }
     }

@@ -134,7 +134,11 @@ impl Node {
         let socket = UdpSocket::bind(cfg.bind)
             .await
             .map_err(|e| StartError::Bind(cfg.bind, e))?;
-        let local = canonical(socket.local_addr().map_err(|e| StartError::Bind(cfg.bind, e))?);
+        let local = canonical(
+            socket
+                .local_addr()
+                .map_err(|e| StartError::Bind(cfg.bind, e))?,
+        );
         let epoch = Instant::now();
         let seed = cfg.seed.unwrap_or_else(rand::random);
         let mut engine = Engine::new(cfg.engine.clone(), local, seed, Time::ZERO);
@@ -146,8 +150,12 @@ impl Node {
                 }
                 Ok(None) => {}
                 Err(e) => match persist::set_aside(dir) {
-                    Ok(to) => tracing::warn!("{e}; moved it to {} and starting fresh", to.display()),
-                    Err(e2) => tracing::warn!("{e}; could not move it aside ({e2}); starting fresh"),
+                    Ok(to) => {
+                        tracing::warn!("{e}; moved it to {} and starting fresh", to.display())
+                    }
+                    Err(e2) => {
+                        tracing::warn!("{e}; could not move it aside ({e2}); starting fresh")
+                    }
                 },
             }
         }
@@ -200,7 +208,10 @@ impl Node {
     /// The node's current state.
     pub async fn status(&self) -> Result<Status, NodeGone> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Command::Status(tx)).await.map_err(|_| NodeGone)?;
+        self.tx
+            .send(Command::Status(tx))
+            .await
+            .map_err(|_| NodeGone)?;
         rx.await.map_err(|_| NodeGone)
     }
 

@@ -1,19 +1,19 @@
 //! telekad placeholder
 pub mod addr;
+pub mod config;
+pub mod cookie;
+pub mod driver;
+pub mod engine;
 pub mod id;
+pub mod lookup;
+pub mod persist;
+pub mod public_addr;
+pub mod sim;
+pub mod stats;
+pub mod swarm;
+pub mod table;
 pub mod time;
 pub mod wire;
-pub mod cookie;
-pub mod table;
-pub mod lookup;
-pub mod config;
-pub mod public_addr;
-pub mod stats;
-pub mod engine;
-pub mod sim;
-pub mod persist;
-pub mod driver;
-pub mod swarm;
 
 /// Long-running public cjp2p nodes, used only when a user passes `--public`. No test,
 /// benchmark or CI step contacts them.

@@ -169,7 +169,9 @@ impl Lookup {
         }
         let id = NodeId::of_addr(addr);
         let dist = id.distance(&self.target);
-        let at = self.entries.partition_point(|e| (e.dist, e.id) < (dist, id));
+        let at = self
+            .entries
+            .partition_point(|e| (e.dist, e.id) < (dist, id));
         if at >= self.capacity() {
             return;
         }
@@ -213,9 +215,11 @@ impl Lookup {
                 {
                     PeerState::Failed
                 }
-                PeerState::Waiting { sent, slow_at, fail_at } if now >= slow_at => {
-                    PeerState::Slow { sent, fail_at }
-                }
+                PeerState::Waiting {
+                    sent,
+                    slow_at,
+                    fail_at,
+                } if now >= slow_at => PeerState::Slow { sent, fail_at },
                 s => s,
             };
         }
@@ -268,7 +272,8 @@ impl Lookup {
             return None;
         }
         let i = next?;
-        let timeout = timeout_for(self.entries[i].addr).clamp(self.cfg.min_timeout, self.cfg.max_timeout);
+        let timeout =
+            timeout_for(self.entries[i].addr).clamp(self.cfg.min_timeout, self.cfg.max_timeout);
         self.entries[i].state = PeerState::Waiting {
             sent: now,
             slow_at: now + timeout,
@@ -329,7 +334,10 @@ impl Lookup {
     /// or a request that could not be sent).
     pub fn on_failure(&mut self, addr: SocketAddr) {
         if let Some(e) = self.entries.iter_mut().find(|e| e.addr == addr) {
-            if matches!(e.state, PeerState::Waiting { .. } | PeerState::Slow { .. } | PeerState::NotContacted) {
+            if matches!(
+                e.state,
+                PeerState::Waiting { .. } | PeerState::Slow { .. } | PeerState::NotContacted
+            ) {
                 e.state = PeerState::Failed;
             }
         }

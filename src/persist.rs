@@ -79,7 +79,9 @@ pub fn encode(state: &SavedState) -> Vec<u8> {
             .iter()
             .map(|c| ContactRecord {
                 addr: c.addr,
-                rtt_us: c.rtt.map(|d| d.as_micros().min(u128::from(u64::MAX)) as u64),
+                rtt_us: c
+                    .rtt
+                    .map(|d| d.as_micros().min(u128::from(u64::MAX)) as u64),
             })
             .collect(),
     };
@@ -107,7 +109,10 @@ pub fn decode(bytes: &[u8]) -> Result<SavedState, LoadError> {
     let env: Envelope<'_> =
         serde_json::from_str(text).map_err(|e| LoadError::Corrupt(e.to_string()))?;
     if env.version != STATE_VERSION {
-        return Err(LoadError::Corrupt(format!("unknown version {}", env.version)));
+        return Err(LoadError::Corrupt(format!(
+            "unknown version {}",
+            env.version
+        )));
     }
     if checksum(env.body.get()) != env.checksum {
         return Err(LoadError::Corrupt("checksum mismatch".into()));
@@ -154,7 +159,10 @@ pub fn load(dir: &Path) -> Result<Option<SavedState>, LoadError> {
         Err(e) => return Err(LoadError::Io(e)),
     };
     if meta.len() > MAX_STATE_BYTES {
-        return Err(LoadError::Corrupt(format!("{} bytes is too large", meta.len())));
+        return Err(LoadError::Corrupt(format!(
+            "{} bytes is too large",
+            meta.len()
+        )));
     }
     let bytes = fs::read(&path).map_err(LoadError::Io)?;
     decode(&bytes).map(Some)
@@ -222,8 +230,16 @@ mod tests {
         let at = bad.len() - 10;
         bad[at] ^= 1;
         assert!(matches!(decode(&bad), Err(LoadError::Corrupt(_))));
-        assert!(matches!(decode(&bytes[..bytes.len() / 2]), Err(LoadError::Corrupt(_))));
-        let future = String::from_utf8(bytes).unwrap().replace("\"version\":1", "\"version\":9");
-        assert!(matches!(decode(future.as_bytes()), Err(LoadError::FutureVersion(9))));
+        assert!(matches!(
+            decode(&bytes[..bytes.len() / 2]),
+            Err(LoadError::Corrupt(_))
+        ));
+        let future = String::from_utf8(bytes)
+            .unwrap()
+            .replace("\"version\":1", "\"version\":9");
+        assert!(matches!(
+            decode(future.as_bytes()),
+            Err(LoadError::FutureVersion(9))
+        ));
     }
 }

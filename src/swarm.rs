@@ -3,9 +3,9 @@
 
 use crate::config::Config;
 use crate::driver::{Node, NodeConfig, StartError, Status};
+use crate::id::NodeId;
 use crate::sim::node_addr;
 use crate::table::{RoutingTable, TableConfig};
-use crate::id::NodeId;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

@@ -167,7 +167,11 @@ impl RoutingTable {
     /// The contact at `addr`, if present.
     pub fn get(&self, addr: SocketAddr) -> Option<&Contact> {
         let idx = self.own.bucket_index(&NodeId::of_addr(addr))?;
-        self.buckets.get(idx)?.entries.iter().find(|c| c.addr == addr)
+        self.buckets
+            .get(idx)?
+            .entries
+            .iter()
+            .find(|c| c.addr == addr)
     }
 
     /// Whether `addr` is in the table.
@@ -192,7 +196,8 @@ impl RoutingTable {
 
     fn capped(&self, addr: SocketAddr) -> bool {
         let ip = crate::addr::canonical(addr).ip();
-        let over = |count: Option<&usize>, cap: usize| cap > 0 && count.copied().unwrap_or(0) >= cap;
+        let over =
+            |count: Option<&usize>, cap: usize| cap > 0 && count.copied().unwrap_or(0) >= cap;
         over(self.per_ip.get(&ip), self.cfg.max_per_ip)
             || over(self.per_subnet.get(&subnet(ip)), self.cfg.max_per_subnet)
     }
@@ -301,10 +306,7 @@ impl RoutingTable {
         let Some(bucket) = self.buckets.get(idx) else {
             return;
         };
-        let pick = bucket
-            .spares
-            .iter()
-            .rposition(|s| !self.capped(s.addr));
+        let pick = bucket.spares.iter().rposition(|s| !self.capped(s.addr));
         if let Some(p) = pick {
             let bucket = &mut self.buckets[idx];
             let c = bucket.spares.remove(p);

@@ -64,6 +64,9 @@ mod tests {
         assert_eq!(t - Duration::from_secs(1), Time::ZERO);
         assert_eq!(Time::ZERO.since(t), Duration::ZERO);
         assert_eq!(t.since(Time::ZERO), Duration::from_millis(5));
-        assert_eq!(Time::from_micros(u64::MAX) + Duration::from_secs(1), Time::from_micros(u64::MAX));
+        assert_eq!(
+            Time::from_micros(u64::MAX) + Duration::from_secs(1),
+            Time::from_micros(u64::MAX)
+        );
     }
 }

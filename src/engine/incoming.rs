@@ -166,7 +166,12 @@ impl Engine {
                         if new_cookie && !req.with_their_cookie {
                             // The answer was probably trimmed for an unverified source; ask
                             // again now that we hold the peer's cookie.
-                            self.send_request(now, src, Purpose::Peers, &[Message::PleaseSendPeers]);
+                            self.send_request(
+                                now,
+                                src,
+                                Purpose::Peers,
+                                &[Message::PleaseSendPeers],
+                            );
                         }
                     }
                     Purpose::Ping | Purpose::EvictCheck => {}
@@ -304,7 +309,10 @@ impl Engine {
             return false;
         }
         let timeout = super::timeout_for(&self.table, self.rtt_all, &self.cfg, src);
-        let with_their_cookie = self.peers.get(&src).is_some_and(|p| p.their_cookie.is_some());
+        let with_their_cookie = self
+            .peers
+            .get(&src)
+            .is_some_and(|p| p.their_cookie.is_some());
         self.requests.insert(
             nonce,
             Request {

@@ -11,7 +11,11 @@ impl Engine {
         self.jar.maybe_rotate(now, &mut self.rng);
         let have_seeds =
             !self.bootstrap.is_empty() || !self.saved.is_empty() || !self.table.is_empty();
-        if have_seeds && self.last_bootstrap.is_some_and(|t| now >= t + self.self_lookup_backoff()) {
+        if have_seeds
+            && self
+                .last_bootstrap
+                .is_some_and(|t| now >= t + self.self_lookup_backoff())
+        {
             self.bootstrap_now(now);
         } else {
             self.refresh_idle(now);

@@ -11,6 +11,7 @@ mod maintenance;
 mod peers;
 mod requests;
 
+pub use incoming::amplification_limit;
 pub use requests::LookupId;
 
 use crate::addr::canonical;
@@ -299,8 +300,12 @@ impl Engine {
 
     fn start(&mut self, now: Time, target: NodeId, kind: LookupKind) -> LookupId {
         let k = self.cfg.lookup.k;
-        let mut seeds: Vec<SocketAddr> =
-            self.table.closest(&target, k).iter().map(|c| c.addr).collect();
+        let mut seeds: Vec<SocketAddr> = self
+            .table
+            .closest(&target, k)
+            .iter()
+            .map(|c| c.addr)
+            .collect();
         if seeds.len() < k {
             seeds.extend(self.bootstrap.iter().chain(self.saved.iter()).copied());
         }
@@ -318,12 +323,11 @@ impl Engine {
     fn drive(&mut self, now: Time) {
         let ids: Vec<LookupId> = self.lookups.keys().copied().collect();
         for id in ids {
-            loop {
-                let Some(task) = self.lookups.get_mut(&id) else {
-                    break;
-                };
+            while let Some(task) = self.lookups.get_mut(&id) {
                 let (table, rtt_all, cfg) = (&self.table, self.rtt_all, &self.cfg);
-                let Some(addr) = task.lookup.poll(now, |a| timeout_for(table, rtt_all, cfg, a))
+                let Some(addr) = task
+                    .lookup
+                    .poll(now, |a| timeout_for(table, rtt_all, cfg, a))
                 else {
                     break;
                 };
@@ -340,7 +344,11 @@ impl Engine {
                     }
                 }
             }
-            if self.lookups.get(&id).is_some_and(|t| t.lookup.is_finished()) {
+            if self
+                .lookups
+                .get(&id)
+                .is_some_and(|t| t.lookup.is_finished())
+            {
                 if let Some(task) = self.lookups.remove(&id) {
                     self.finish(now, id, task);
                 }

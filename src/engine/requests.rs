@@ -174,10 +174,16 @@ mod tests {
         r.insert(2, req(a));
         assert!(r.answer(1, b, Time::from_millis(1)).is_none());
         assert!(r.answer(1, a, Time::from_millis(101)).is_none());
-        assert!(r.answer(1, a, Time::from_millis(100)).is_some(), "live until its expiry");
+        assert!(
+            r.answer(1, a, Time::from_millis(100)).is_some(),
+            "live until its expiry"
+        );
         r.insert(1, req(a));
         assert!(r.answer(1, a, Time::from_millis(50)).is_some());
-        assert!(r.answer(1, a, Time::from_millis(50)).is_none(), "answered once");
+        assert!(
+            r.answer(1, a, Time::from_millis(50)).is_none(),
+            "answered once"
+        );
         assert_eq!(r.pings(), 1);
         assert_eq!(r.expire(Time::from_millis(99)).len(), 0);
         assert_eq!(r.expire(Time::from_millis(100)).len(), 1);

@@ -98,7 +98,14 @@ impl Sim {
         let addrs: Vec<SocketAddr> = (0..cfg.nodes).map(|i| node_addr(i, 24254)).collect();
         let nodes = addrs
             .iter()
-            .map(|a| Some(Engine::new(cfg.engine.clone(), *a, rng.random(), Time::ZERO)))
+            .map(|a| {
+                Some(Engine::new(
+                    cfg.engine.clone(),
+                    *a,
+                    rng.random(),
+                    Time::ZERO,
+                ))
+            })
             .collect();
         let index = addrs.iter().enumerate().map(|(i, a)| (*a, i)).collect();
         let n = cfg.nodes;
@@ -328,7 +335,12 @@ impl Sim {
     pub fn true_closest(&self, target: &NodeId, k: usize) -> Vec<SocketAddr> {
         let mut v: Vec<(crate::id::Distance, SocketAddr)> = (0..self.nodes.len())
             .filter(|&i| self.is_alive(i))
-            .map(|i| (NodeId::of_addr(self.addrs[i]).distance(target), self.addrs[i]))
+            .map(|i| {
+                (
+                    NodeId::of_addr(self.addrs[i]).distance(target),
+                    self.addrs[i],
+                )
+            })
             .collect();
         v.sort_unstable();
         v.truncate(k);

@@ -37,7 +37,10 @@ impl NetConfig {
         x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         x ^= x >> 31;
-        let span = self.latency_max.saturating_sub(self.latency_min).as_micros() as u64;
+        let span = self
+            .latency_max
+            .saturating_sub(self.latency_min)
+            .as_micros() as u64;
         self.latency_min + Duration::from_micros(if span == 0 { 0 } else { x % (span + 1) })
     }
 

@@ -272,9 +272,7 @@ fn decode_element(raw: &RawValue, bad_addresses: &mut u32) -> Result<Message, Sk
             Message::PleaseListSupportedMessages
         }
         "SupportedMessages" => Message::SupportedMessages,
-        "Padding" => Message::Padding {
-            len: b.get().len(),
-        },
+        "Padding" => Message::Padding { len: b.get().len() },
         other => match IGNORED_MESSAGES.iter().find(|n| **n == other) {
             Some(n) => Message::Ignored(n),
             None => return Err(Skip::Unknown),

@@ -18,7 +18,9 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Run a node until Ctrl-C (state is saved on exit).
-    #[command(after_help = "Example:\n  telekad run --bind 0.0.0.0:24254 --data-dir ~/.local/share/telekad --public")]
+    #[command(
+        after_help = "Example:\n  telekad run --bind 0.0.0.0:24254 --data-dir ~/.local/share/telekad --public"
+    )]
     Run(run::RunArgs),
     /// Start N real nodes on 127.0.0.0/8 in one process and report how their tables fill.
     #[command(after_help = "Example:\n  telekad swarm --nodes 30")]
@@ -37,7 +39,10 @@ fn init_logging() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("telekad: error: cannot start the async runtime: {e}");

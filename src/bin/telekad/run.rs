@@ -29,7 +29,11 @@ pub async fn run(a: RunArgs) -> Result<ExitCode, String> {
     cfg.data_dir = Some(a.data_dir.unwrap_or_else(default_data_dir));
     cfg.bootstrap = a.bootstrap;
     if a.public {
-        cfg.bootstrap.extend(telekad::PUBLIC_BOOTSTRAP.iter().filter_map(|s| s.parse::<SocketAddr>().ok()));
+        cfg.bootstrap.extend(
+            telekad::PUBLIC_BOOTSTRAP
+                .iter()
+                .filter_map(|s| s.parse::<SocketAddr>().ok()),
+        );
     }
     let node = Node::start(cfg.clone()).await.map_err(|e| e.to_string())?;
     tracing::info!(

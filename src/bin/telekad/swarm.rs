@@ -22,22 +22,27 @@ pub struct SwarmArgs {
 
 pub async fn run(a: SwarmArgs) -> Result<ExitCode, String> {
     let n = a.nodes as usize;
-    let swarm = Swarm::start(SwarmConfig::new(n))
-        .await
-        .map_err(|e| format!("{e} (a swarm binds 127.x.y.1 addresses, which Linux allows by default)"))?;
+    let swarm = Swarm::start(SwarmConfig::new(n)).await.map_err(|e| {
+        format!("{e} (a swarm binds 127.x.y.1 addresses, which Linux allows by default)")
+    })?;
     let bar = if a.json {
         ProgressBar::hidden()
     } else {
         ProgressBar::new(n as u64)
     };
     bar.set_style(
-        ProgressStyle::with_template("{spinner} settling [{bar:30}] {pos}/{len} tables filled {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} settling [{bar:30}] {pos}/{len} tables filled {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let (report, settled) = swarm
         .settle(Duration::from_secs(a.timeout), |r| {
             bar.set_position(r.filled as u64);
-            bar.set_message(format!("(mean {:.1} of {:.1} contacts)", r.contacts_mean, r.expected_mean));
+            bar.set_message(format!(
+                "(mean {:.1} of {:.1} contacts)",
+                r.contacts_mean, r.expected_mean
+            ));
         })
         .await;
     bar.finish_and_clear();
@@ -60,7 +65,10 @@ pub async fn run(a: SwarmArgs) -> Result<ExitCode, String> {
         println!("{v}");
     } else {
         println!("telekad swarm: {} nodes on 127.0.0.0/8", report.nodes);
-        println!("  {:<28} {}", "tables filled", format!("{}/{}", report.filled, report.nodes));
+        println!(
+            "  {:<28} {}/{}",
+            "tables filled", report.filled, report.nodes
+        );
         println!(
             "  {:<28} {}",
             "time to settle",
@@ -68,7 +76,11 @@ pub async fn run(a: SwarmArgs) -> Result<ExitCode, String> {
         );
         println!(
             "  {:<28} min {} / mean {:.1} / max {} (room: mean {:.1})",
-            "contacts per node", report.contacts_min, report.contacts_mean, report.contacts_max, report.expected_mean
+            "contacts per node",
+            report.contacts_min,
+            report.contacts_mean,
+            report.contacts_max,
+            report.expected_mean
         );
         println!("  {:<28} {}", "datagrams sent", report.datagrams);
         println!("  {:<28} {}", "bytes sent", report.bytes);
