@@ -1,6 +1,5 @@
 //! Identity and distance: 256-bit IDs (SHA-256), XOR distance, and k-bucket indices.
 
-use crate::addr::canonical;
 use rand::{Rng, RngExt};
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -42,7 +41,9 @@ impl NodeId {
 
     /// The ID of a node: SHA-256 of its address written as `ip:port` (`[ip]:port` for IPv6).
     pub fn of_addr(addr: SocketAddr) -> NodeId {
-        NodeId::hash(canonical(addr).to_string().as_bytes())
+        let mut text = Vec::with_capacity(crate::addr::MAX_ADDR_TEXT);
+        crate::addr::write_addr(&mut text, addr);
+        NodeId::hash(&text)
     }
 
     /// The key of a topic name (a game's channel, a chat room): SHA-256 of its UTF-8 bytes.

@@ -1,4 +1,29 @@
-//! telekad placeholder
+//! telekad: a Kademlia DHT node that speaks the cjp2p wire protocol.
+//!
+//! Every UDP datagram is one JSON array of tagged messages (`[{"PleaseSendPeers":{}}]`).
+//! telekad gives cjp2p a routing layer: node IDs are SHA-256 of `ip:port`, k-buckets are
+//! filled from `Peers` replies, and `WhereAreThey` becomes an iterative lookup.
+//!
+//! # Layout
+//!
+//! The crate is a sans-IO protocol engine with two ways to drive it:
+//!
+//! - Foundations: [`id`] (IDs, XOR distance, buckets), [`addr`] (canonical addresses,
+//!   subnets), [`time`] (the engine's clock type), [`wire`] (the cjp2p codec),
+//!   [`cookie`] (anti-spoofing cookies).
+//! - Kademlia state: [`table`] (k-buckets with caps and replacement caches) and [`lookup`]
+//!   (the iterative lookup as a pure state machine), [`public_addr`] (address learning).
+//! - The engine: [`engine::Engine`] takes datagrams and time and hands back datagrams,
+//!   events and its next wake-up (`handle_packet`, `handle_timeout`, `poll_transmit`,
+//!   `poll_event`, `poll_timeout`). Tuned by [`config::Config`], counted in [`stats::Stats`].
+//! - Drivers: [`driver`] runs one engine on a tokio UDP socket with the wall clock and
+//!   [`persist`]s its table; [`swarm`] runs many drivers on loopback in one process;
+//!   [`sim`] runs thousands of engines over a virtual clock and a seeded lossy network.
+//!
+//! The `telekad` binary (`src/bin/telekad/`) is the command-line front end.
+
+#![warn(missing_docs)]
+
 pub mod addr;
 pub mod config;
 pub mod cookie;

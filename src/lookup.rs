@@ -126,6 +126,10 @@ pub struct Lookup {
     answered: u32,
     finished_at: Option<Time>,
     timed_out: bool,
+    /// Queries in the Waiting state.
+    waiting: usize,
+    /// Earliest time a Waiting or Slow entry changes state on its own.
+    next_timer: Option<Time>,
 }
 
 impl Lookup {
@@ -146,6 +150,8 @@ impl Lookup {
             answered: 0,
             finished_at: None,
             timed_out: false,
+            waiting: 0,
+            next_timer: None,
         };
         for s in seeds {
             l.add(s, 1);
@@ -196,10 +202,7 @@ impl Lookup {
 
     /// Queries counting against alpha.
     pub fn in_flight(&self) -> usize {
-        self.entries
-            .iter()
-            .filter(|e| matches!(e.state, PeerState::Waiting { .. }))
-            .count()
+        self.waiting
     }
 
     /// Whether the lookup is over.
@@ -208,6 +211,11 @@ impl Lookup {
     }
 
     fn expire(&mut self, now: Time) {
+        if self.next_timer.is_none_or(|t| now < t) {
+            return;
+        }
+        let mut next: Option<Time> = None;
+        let mut waiting = 0;
         for e in &mut self.entries {
             e.state = match e.state {
                 PeerState::Waiting { fail_at, .. } | PeerState::Slow { fail_at, .. }
@@ -222,7 +230,19 @@ impl Lookup {
                 } if now >= slow_at => PeerState::Slow { sent, fail_at },
                 s => s,
             };
+            match e.state {
+                PeerState::Waiting { slow_at, .. } => {
+                    waiting += 1;
+                    next = Some(next.map_or(slow_at, |n| n.min(slow_at)));
+                }
+                PeerState::Slow { fail_at, .. } => {
+                    next = Some(next.map_or(fail_at, |n| n.min(fail_at)));
+                }
+                _ => {}
+            }
         }
+        self.waiting = waiting;
+        self.next_timer = next;
     }
 
     /// Advances timers and returns the next address to query, if one may be sent now.
@@ -279,6 +299,11 @@ impl Lookup {
             slow_at: now + timeout,
             fail_at: now + timeout * 2,
         };
+        self.waiting += 1;
+        self.next_timer = Some(
+            self.next_timer
+                .map_or(now + timeout, |t| t.min(now + timeout)),
+        );
         self.queried += 1;
         Some(self.entries[i].addr)
     }
@@ -288,15 +313,8 @@ impl Lookup {
         if self.finished_at.is_some() {
             return None;
         }
-        let mut t = self.started + self.cfg.deadline;
-        for e in &self.entries {
-            match e.state {
-                PeerState::Waiting { slow_at, .. } => t = t.min(slow_at),
-                PeerState::Slow { fail_at, .. } => t = t.min(fail_at),
-                _ => {}
-            }
-        }
-        Some(t)
+        let deadline = self.started + self.cfg.deadline;
+        Some(self.next_timer.map_or(deadline, |t| t.min(deadline)))
     }
 
     /// Whether `addr` has a query of this lookup outstanding (waiting or slow).
@@ -316,7 +334,11 @@ impl Lookup {
             return false;
         };
         let sent = match e.state {
-            PeerState::Waiting { sent, .. } | PeerState::Slow { sent, .. } => sent,
+            PeerState::Waiting { sent, .. } => {
+                self.waiting -= 1;
+                sent
+            }
+            PeerState::Slow { sent, .. } => sent,
             _ => return false,
         };
         e.state = PeerState::Succeeded {

@@ -113,6 +113,8 @@ pub struct RoutingTable {
     buckets: Vec<Bucket>,
     per_ip: HashMap<IpAddr, usize>,
     per_subnet: HashMap<Subnet, usize>,
+    /// Bucket index of every contact, so membership needs no hashing of the address.
+    index: HashMap<SocketAddr, u8>,
     len: usize,
 }
 
@@ -125,6 +127,7 @@ impl RoutingTable {
             buckets: Vec::new(),
             per_ip: HashMap::new(),
             per_subnet: HashMap::new(),
+            index: HashMap::new(),
             len: 0,
         }
     }
@@ -202,7 +205,12 @@ impl RoutingTable {
             || over(self.per_subnet.get(&subnet(ip)), self.cfg.max_per_subnet)
     }
 
-    fn count(&mut self, addr: SocketAddr, up: bool) {
+    fn count(&mut self, addr: SocketAddr, idx: usize, up: bool) {
+        if up {
+            self.index.insert(addr, idx as u8);
+        } else {
+            self.index.remove(&addr);
+        }
         let ip = crate::addr::canonical(addr).ip();
         let bump = |n: &mut usize| {
             if up {
@@ -270,7 +278,7 @@ impl RoutingTable {
         }
         bucket.entries.push(c);
         bucket.last_active = now;
-        self.count(addr, true);
+        self.count(addr, idx, true);
         Seen::Added
     }
 
@@ -296,7 +304,7 @@ impl RoutingTable {
             return false;
         }
         bucket.entries.remove(pos);
-        self.count(addr, false);
+        self.count(addr, idx, false);
         self.promote_spare(idx);
         true
     }
@@ -318,7 +326,7 @@ impl RoutingTable {
                 .position(|e| e.last_seen > c.last_seen)
                 .unwrap_or(bucket.entries.len());
             bucket.entries.insert(at, c);
-            self.count(addr, true);
+            self.count(addr, idx, true);
         }
     }
 
@@ -336,7 +344,7 @@ impl RoutingTable {
             return false;
         };
         bucket.entries.remove(pos);
-        self.count(addr, false);
+        self.count(addr, idx, false);
         self.promote_spare(idx);
         true
     }
@@ -379,9 +387,13 @@ impl RoutingTable {
                 }
             }
         }
-        out.sort_unstable_by_key(|c| c.id.distance(target));
-        out.truncate(n);
-        out
+        let mut keyed: Vec<(crate::id::Distance, &Contact)> = out
+            .into_iter()
+            .map(|c| (c.id.distance(target), c))
+            .collect();
+        keyed.sort_unstable_by_key(|(d, _)| *d);
+        keyed.truncate(n);
+        keyed.into_iter().map(|(_, c)| c).collect()
     }
 
     /// Marks bucket `index` as active now (a lookup went through its range).

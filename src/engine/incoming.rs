@@ -158,6 +158,7 @@ impl Engine {
                     Purpose::Lookup(id, _) => {
                         if let Some(task) = self.lookups.get_mut(&id) {
                             task.lookup.on_success(src, &list, now);
+                            self.dirty.insert(id);
                         }
                         self.add_candidates(&list);
                     }

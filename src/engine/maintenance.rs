@@ -62,13 +62,15 @@ impl Engine {
     }
 
     /// After a self-lookup: when joining (the first one that found contacts), a lookup of a
-    /// random ID in every bucket up to the deepest in use; after later ones, only in buckets
-    /// that still have room, since those may miss nodes that exist. Idle full buckets are
-    /// refreshed one by one on the refresh interval.
+    /// random ID in every bucket up to the deepest in use; after later ones, if the table grew
+    /// since the previous round, only in buckets that still have room, since those may miss
+    /// nodes that exist. Idle full buckets are refreshed one by one on the refresh interval.
     pub(super) fn refresh_all(&mut self, now: Time) {
-        if self.table.is_empty() {
+        let grew = self.table.len() > self.table_len_at_refresh;
+        if self.table.is_empty() || (self.joined && !grew) {
             return;
         }
+        self.table_len_at_refresh = self.table.len();
         let joining = !self.joined;
         self.joined = true;
         let k = self.cfg.table.k;

@@ -28,7 +28,7 @@ use peers::PeerBook;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use requests::{nonce_text, Purpose, Request, Requests};
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -105,6 +105,8 @@ pub struct Engine {
     peers: PeerBook,
     requests: Requests,
     lookups: BTreeMap<LookupId, Task>,
+    /// Lookups that got input since they were last polled.
+    dirty: BTreeSet<LookupId>,
     next_lookup: u64,
     candidates: VecDeque<SocketAddr>,
     candidate_set: HashSet<SocketAddr>,
@@ -113,6 +115,7 @@ pub struct Engine {
     last_bootstrap: Option<Time>,
     bootstrap_attempts: u32,
     joined: bool,
+    table_len_at_refresh: usize,
     votes: AddressVotes,
     outbox: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -139,6 +142,7 @@ impl Engine {
             jar,
             requests: Requests::default(),
             lookups: BTreeMap::new(),
+            dirty: BTreeSet::new(),
             next_lookup: 1,
             candidates: VecDeque::new(),
             candidate_set: HashSet::new(),
@@ -147,6 +151,7 @@ impl Engine {
             last_bootstrap: None,
             bootstrap_attempts: 0,
             joined: false,
+            table_len_at_refresh: 0,
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -239,7 +244,7 @@ impl Engine {
         if now >= self.next_tick {
             self.tick(now);
         }
-        self.drive(now);
+        self.drive_all(now);
     }
 
     /// Sets the bootstrap addresses and starts bootstrapping: `PleaseSendPeers` to each, and a
@@ -315,13 +320,20 @@ impl Engine {
         self.stats.lookups_started += 1;
         let lookup = Lookup::new(target, self.cfg.lookup.clone(), now, seeds);
         self.lookups.insert(id, Task { lookup, kind });
+        self.dirty.insert(id);
         id
     }
 
-    /// Sends every query the running lookups may send now, finishes lookups that are done,
-    /// and pings waiting candidates.
+    /// Steps every running lookup (after a timeout) and then [`Engine::drive`].
+    fn drive_all(&mut self, now: Time) {
+        self.dirty.extend(self.lookups.keys().copied());
+        self.drive(now);
+    }
+
+    /// Sends every query the lookups touched since the last call may send now, finishes
+    /// lookups that are done, and pings waiting candidates.
     fn drive(&mut self, now: Time) {
-        let ids: Vec<LookupId> = self.lookups.keys().copied().collect();
+        let ids: Vec<LookupId> = std::mem::take(&mut self.dirty).into_iter().collect();
         for id in ids {
             while let Some(task) = self.lookups.get_mut(&id) {
                 let (table, rtt_all, cfg) = (&self.table, self.rtt_all, &self.cfg);
@@ -339,6 +351,7 @@ impl Engine {
                     body.push(Message::PleaseSendPeers);
                 }
                 if !self.send_request(now, addr, Purpose::Lookup(id, target), &body) {
+                    self.dirty.insert(id);
                     if let Some(task) = self.lookups.get_mut(&id) {
                         task.lookup.on_failure(addr);
                     }

@@ -52,6 +52,7 @@ pub(crate) fn parse_nonce(text: &str) -> Option<u64> {
 pub(crate) struct Requests {
     by_nonce: HashMap<u64, Request>,
     by_expiry: BTreeSet<(Time, u64)>,
+    by_addr: HashMap<SocketAddr, Vec<u64>>,
     pings: usize,
 }
 
@@ -70,14 +71,27 @@ impl Requests {
 
     pub fn insert(&mut self, nonce: u64, req: Request) {
         self.by_expiry.insert((req.expires, nonce));
+        self.by_addr.entry(req.addr).or_default().push(nonce);
         if is_ping(req.purpose) {
             self.pings += 1;
         }
         if let Some(old) = self.by_nonce.insert(nonce, req) {
             // A nonce collision (2^-64): forget the older request.
             self.by_expiry.remove(&(old.expires, nonce));
+            self.unlink(old.addr, nonce);
             if is_ping(old.purpose) {
                 self.pings -= 1;
+            }
+        }
+    }
+
+    fn unlink(&mut self, addr: SocketAddr, nonce: u64) {
+        if let Some(list) = self.by_addr.get_mut(&addr) {
+            if let Some(p) = list.iter().position(|n| *n == nonce) {
+                list.swap_remove(p);
+            }
+            if list.is_empty() {
+                self.by_addr.remove(&addr);
             }
         }
     }
@@ -85,6 +99,7 @@ impl Requests {
     fn remove(&mut self, nonce: u64) -> Option<Request> {
         let req = self.by_nonce.remove(&nonce)?;
         self.by_expiry.remove(&(req.expires, nonce));
+        self.unlink(req.addr, nonce);
         if is_ping(req.purpose) {
             self.pings -= 1;
         }
@@ -109,29 +124,31 @@ impl Requests {
         now: Time,
     ) -> Option<Request> {
         let nonce = self
-            .by_expiry
+            .by_addr
+            .get(&from)?
             .iter()
-            .filter(|(t, _)| *t > now)
-            .map(|(_, n)| *n)
-            .find(|n| {
-                self.by_nonce.get(n).is_some_and(|r| {
-                    r.addr == from
-                        && match (r.purpose, target) {
-                            (Purpose::Peers, None) => true,
-                            (Purpose::Lookup(_, t), Some(x)) => t == x,
-                            (Purpose::Lookup(..), None) => true,
-                            _ => false,
-                        }
-                })
-            })?;
+            .filter_map(|n| self.by_nonce.get(n).map(|r| (r.sent, *n, r)))
+            .filter(|(_, _, r)| {
+                now <= r.expires
+                    && match (r.purpose, target) {
+                        (Purpose::Peers, None) => true,
+                        (Purpose::Lookup(_, t), Some(x)) => t == x,
+                        (Purpose::Lookup(..), None) => true,
+                        _ => false,
+                    }
+            })
+            .map(|(sent, n, _)| (sent, n))
+            .min()?
+            .1;
         self.remove(nonce)
     }
 
     /// Whether a request of `purpose`-kind to `addr` is in flight.
     pub fn pending(&self, addr: SocketAddr, purpose: impl Fn(Purpose) -> bool) -> bool {
-        self.by_nonce
-            .values()
-            .any(|r| r.addr == addr && purpose(r.purpose))
+        self.by_addr.get(&addr).is_some_and(|list| {
+            list.iter()
+                .any(|n| self.by_nonce.get(n).is_some_and(|r| purpose(r.purpose)))
+        })
     }
 
     /// Removes and returns every request expired at `now`, oldest first.

@@ -85,7 +85,17 @@ impl Message {
 }
 
 fn write_addrs(out: &mut Vec<u8>, addrs: &[SocketAddr]) -> std::io::Result<()> {
-    write_list(out, addrs.iter())
+    out.push(b'[');
+    for (i, a) in addrs.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'"');
+        crate::addr::write_addr(out, *a);
+        out.push(b'"');
+    }
+    out.push(b']');
+    Ok(())
 }
 
 fn write_list<T: std::fmt::Display>(
@@ -183,7 +193,7 @@ impl PacketWriter {
             peers: peers[..n].to_vec(),
             target,
         };
-        self.push_longest(peers.len(), min, make)
+        self.push_longest(peers, min, make)
     }
 
     /// Appends a `MaybeTheyHaveSome` with as many of `peers` as fit (at least `min`).
@@ -192,29 +202,32 @@ impl PacketWriter {
             id,
             peers: peers[..n].to_vec(),
         };
-        self.push_longest(peers.len(), min, make)
+        self.push_longest(peers, min, make)
     }
 
     fn push_longest(
         &mut self,
-        len: usize,
+        peers: &[SocketAddr],
         min: usize,
         make: impl Fn(usize) -> Message,
     ) -> Option<usize> {
-        // Entry sizes vary (IPv4/IPv6), so find the longest prefix that fits by bisection.
-        let (mut lo, mut hi) = (min, len);
-        if lo > hi || make(lo).encoded_len() > self.room() {
+        // The message with no entries, then each entry adds its text, two quotes and a comma
+        // (none before the first).
+        let mut size = make(0).encoded_len();
+        let room = self.room();
+        let mut n = 0;
+        for a in peers {
+            let add = crate::addr::addr_text_len(*a) + 2 + usize::from(n > 0);
+            if size + add > room {
+                break;
+            }
+            size += add;
+            n += 1;
+        }
+        if n < min || size > room {
             return None;
         }
-        while lo < hi {
-            let mid = (lo + hi).div_ceil(2);
-            if make(mid).encoded_len() <= self.room() {
-                lo = mid;
-            } else {
-                hi = mid - 1;
-            }
-        }
-        self.push(&make(lo)).then_some(lo)
+        self.push(&make(n)).then_some(n)
     }
 
     /// The finished datagram, or `None` if no message was written.
