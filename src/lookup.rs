@@ -356,6 +356,9 @@ impl Lookup {
     /// or a request that could not be sent).
     pub fn on_failure(&mut self, addr: SocketAddr) {
         if let Some(e) = self.entries.iter_mut().find(|e| e.addr == addr) {
+            if matches!(e.state, PeerState::Waiting { .. }) {
+                self.waiting -= 1;
+            }
             if matches!(
                 e.state,
                 PeerState::Waiting { .. } | PeerState::Slow { .. } | PeerState::NotContacted

@@ -120,7 +120,7 @@ impl Engine {
         verified: bool,
         new_cookie: bool,
     ) {
-        let mut answered: Option<Request> = None;
+        let mut answered: Vec<Request> = Vec::new();
         for m in msgs {
             if let Message::ReturnedMessage(e) = m {
                 let hit = e
@@ -128,63 +128,56 @@ impl Engine {
                     .and_then(|s| parse_nonce(&s))
                     .and_then(|n| self.requests.answer(n, src, now));
                 match hit {
-                    Some(r) => answered = Some(r),
+                    Some(r) => answered.push(r),
                     None => self.stats.unsolicited += 1,
                 }
             }
         }
-        let proven = answered.is_some();
+        let proven = !answered.is_empty();
         let peers_msg = msgs.iter().find_map(|m| match m {
             Message::Peers { peers, target } => Some((peers.as_slice(), *target)),
             _ => None,
         });
-        if answered.is_none() {
-            if let Some((_, target)) = peers_msg {
-                answered = self.requests.answer_peers(src, target, now);
-            }
+        if let (false, Some((_, target))) = (proven, peers_msg) {
+            answered.extend(self.requests.answer_peers(src, target, now));
         }
         let list: Vec<SocketAddr> = peers_msg
             .map(|(p, _)| p.iter().copied().filter(|a| !self.is_self(*a)).collect())
             .unwrap_or_default();
-        match answered {
-            Some(req) => {
-                self.stats.requests_answered += 1;
-                let rtt = now.since(req.sent);
-                if proven {
-                    self.observe_rtt(rtt);
-                    self.contact_answered(now, src, Some(rtt));
-                }
-                match req.purpose {
-                    Purpose::Lookup(id, _) => {
-                        if let Some(task) = self.lookups.get_mut(&id) {
-                            task.lookup.on_success(src, &list, now);
-                            self.dirty.insert(id);
-                        }
-                        self.add_candidates(&list);
-                    }
-                    Purpose::Peers => {
-                        self.add_candidates(&list);
-                        if new_cookie && !req.with_their_cookie {
-                            // The answer was probably trimmed for an unverified source; ask
-                            // again now that we hold the peer's cookie.
-                            self.send_request(
-                                now,
-                                src,
-                                Purpose::Peers,
-                                &[Message::PleaseSendPeers],
-                            );
-                        }
-                    }
-                    Purpose::Ping | Purpose::EvictCheck => {}
-                }
+        if let Some(first) = answered.first().filter(|_| proven) {
+            let rtt = now.since(first.sent);
+            self.observe_rtt(rtt);
+            self.contact_answered(now, src, Some(rtt));
+        }
+        if answered.is_empty() && peers_msg.is_some() {
+            self.stats.unsolicited += 1;
+            if verified {
+                self.add_candidates(&list);
             }
-            None if peers_msg.is_some() => {
-                self.stats.unsolicited += 1;
-                if verified {
+        }
+        for req in answered {
+            self.stats.requests_answered += 1;
+            match req.purpose {
+                Purpose::Lookup(id, target) => {
+                    // A Peers naming another target answers another request.
+                    let fits = peers_msg.is_some_and(|(_, t)| t.is_none_or(|t| t == target));
+                    let peers: &[SocketAddr] = if fits { &list } else { &[] };
+                    if let Some(task) = self.lookups.get_mut(&id) {
+                        task.lookup.on_success(src, peers, now);
+                        self.dirty.insert(id);
+                    }
+                    self.add_candidates(peers);
+                }
+                Purpose::Peers => {
                     self.add_candidates(&list);
+                    if new_cookie && !req.with_their_cookie {
+                        // The answer was probably trimmed for an unverified source; ask
+                        // again now that we hold the peer's cookie.
+                        self.send_request(now, src, Purpose::Peers, &[Message::PleaseSendPeers]);
+                    }
                 }
+                Purpose::Ping | Purpose::EvictCheck => {}
             }
-            None => {}
         }
         if proven {
             for m in msgs {
@@ -222,7 +215,7 @@ impl Engine {
         let mut wants_peers = false;
         let mut list_supported = false;
         let mut echoes: Vec<&Echo> = Vec::new();
-        let mut other_request = false;
+        let mut content: Option<NodeId> = None;
         for m in msgs {
             match m {
                 Message::WhereAreThey { target } => {
@@ -231,7 +224,9 @@ impl Engine {
                 Message::PleaseSendPeers => wants_peers = true,
                 Message::PleaseListSupportedMessages => list_supported = true,
                 Message::PleaseReturnThisMessage(e) => echoes.push(e),
-                Message::PleaseSendContent { .. } => other_request = true,
+                Message::PleaseSendContent { id, .. } => {
+                    content.get_or_insert(*id);
+                }
                 _ => {}
             }
         }
@@ -239,7 +234,7 @@ impl Engine {
             || wants_peers
             || list_supported
             || !echoes.is_empty()
-            || other_request;
+            || content.is_some();
         if !is_request {
             return;
         }
@@ -261,15 +256,19 @@ impl Engine {
         for e in echoes {
             trimmed |= !self.put(&mut w, &Message::ReturnedMessage(e.clone()));
         }
+        if let Some(id) = content {
+            // Content we do not hold: point the asker at the contacts closest to its id.
+            let list = self.closest_except(&id, src);
+            match w.push_maybe(id, &list, 0) {
+                Some(n) => {
+                    self.stats.count_out("MaybeTheyHaveSome");
+                    trimmed |= n < list.len();
+                }
+                None => trimmed = true,
+            }
+        }
         if let Some(target) = where_target.or(wants_peers.then(|| NodeId::of_addr(src))) {
-            let list: Vec<SocketAddr> = self
-                .table
-                .closest(&target, MAX_PEERS + 1)
-                .iter()
-                .map(|c| c.addr)
-                .filter(|a| *a != src)
-                .take(MAX_PEERS)
-                .collect();
+            let list = self.closest_except(&target, src);
             let named = where_target.is_some().then_some(target);
             match w.push_peers(&list, named, 0) {
                 Some(n) => {
@@ -290,6 +289,17 @@ impl Engine {
             self.stats.replies_trimmed += 1;
         }
         self.transmit(src, w);
+    }
+
+    /// Up to [`MAX_PEERS`] contacts closest to `target`, leaving out `asker`.
+    fn closest_except(&self, target: &NodeId, asker: SocketAddr) -> Vec<SocketAddr> {
+        self.table
+            .closest(target, MAX_PEERS + 1)
+            .iter()
+            .map(|c| c.addr)
+            .filter(|a| *a != asker)
+            .take(MAX_PEERS)
+            .collect()
     }
 
     /// Adds our own ping to a reply when `src` could join the table; returns false if it was

@@ -28,8 +28,8 @@ impl Engine {
     /// `bootstrap_retry`; a node whose table is still short of k contacts retries at most
     /// 8 s apart.
     fn self_lookup_backoff(&self) -> std::time::Duration {
-        let mut d = std::time::Duration::from_secs(1 << self.bootstrap_attempts.min(20))
-            .min(self.cfg.bootstrap_retry);
+        let doublings = self.bootstrap_attempts.saturating_sub(1).min(20);
+        let mut d = std::time::Duration::from_secs(1 << doublings).min(self.cfg.bootstrap_retry);
         if self.table.len() < self.cfg.table.k {
             d = d.min(std::time::Duration::from_secs(8));
         }

@@ -267,8 +267,21 @@ impl Engine {
         id
     }
 
-    /// Remembers contacts from a saved state; they seed the next bootstrap.
+    /// Remembers contacts from a saved state; they seed the next bootstrap. A saved public
+    /// address is taken back only when the node is bound to an unspecified address (it is
+    /// what peers saw last time; their reports still override it).
     pub fn restore(&mut self, state: &SavedState) {
+        if let Some(p) = state.public_addr {
+            let p = canonical(p);
+            if self.local.ip().is_unspecified()
+                && p.port() == self.local.port()
+                && p.is_ipv4() == self.local.is_ipv4()
+                && p != self.public
+            {
+                self.public = p;
+                self.table.rebuild(NodeId::of_addr(p));
+            }
+        }
         for c in &state.contacts {
             let a = canonical(c.addr);
             if !self.saved.contains(&a) && !self.is_self(a) {

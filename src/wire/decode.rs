@@ -99,9 +99,54 @@ impl<'de> Deserialize<'de> for Elements<'de> {
     }
 }
 
+/// Any JSON value, kept only if it is a string (borrowed unless it had escapes).
+struct Text<'a>(Option<Cow<'a, str>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Some(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Text(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Text(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Text(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Text(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Text(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Text(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Text(None))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
 /// A one-key object: the message name and its raw body.
 struct Tagged<'a> {
-    name: &'a str,
+    name: Cow<'a, str>,
     body: &'a RawValue,
 }
 
@@ -114,8 +159,9 @@ impl<'de> Deserialize<'de> for Tagged<'de> {
                 f.write_str("an object with exactly one key")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let name: &'de str = map
-                    .next_key()?
+                let name = map
+                    .next_key::<Text<'de>>()?
+                    .and_then(|t| t.0)
                     .ok_or_else(|| de::Error::custom("empty object"))?;
                 let body: &'de RawValue = map.next_value()?;
                 if map.next_key::<IgnoredAny>()?.is_some() {
@@ -131,7 +177,7 @@ impl<'de> Deserialize<'de> for Tagged<'de> {
 #[derive(Deserialize)]
 struct PeersBody<'a> {
     #[serde(borrow)]
-    peers: Vec<Cow<'a, str>>,
+    peers: Vec<Text<'a>>,
     #[serde(default, borrow)]
     target: Option<Cow<'a, str>>,
 }
@@ -179,7 +225,7 @@ struct MaybeBody<'a> {
     #[serde(borrow)]
     id: Cow<'a, str>,
     #[serde(borrow)]
-    peers: Vec<Cow<'a, str>>,
+    peers: Vec<Text<'a>>,
 }
 
 /// An empty-object body; extra fields are allowed and ignored.
@@ -198,10 +244,10 @@ fn echo(raw: &RawValue) -> Result<Echo, Skip> {
     Echo::from_raw(raw).ok_or(Skip::Malformed)
 }
 
-fn addresses(list: &[Cow<'_, str>], bad: &mut u32) -> Vec<SocketAddr> {
+fn addresses(list: &[Text<'_>], bad: &mut u32) -> Vec<SocketAddr> {
     let mut out = Vec::with_capacity(list.len().min(super::MAX_PEERS * 4));
     for entry in list {
-        match parse_peer(entry) {
+        match entry.0.as_deref().and_then(parse_peer) {
             Some(a) if !out.contains(&a) => out.push(a),
             Some(_) => {}
             None => *bad = bad.saturating_add(1),
@@ -212,7 +258,7 @@ fn addresses(list: &[Cow<'_, str>], bad: &mut u32) -> Vec<SocketAddr> {
 
 fn decode_element(raw: &RawValue, bad_addresses: &mut u32) -> Result<Message, Skip> {
     let Tagged { name, body: b } = serde_json::from_str(raw.get()).map_err(|_| Skip::Malformed)?;
-    Ok(match name {
+    Ok(match name.as_ref() {
         "PleaseSendPeers" => {
             body::<EmptyBody>(b)?;
             Message::PleaseSendPeers

@@ -74,6 +74,11 @@ pub const IGNORED_MESSAGES: &[&str] = &[
     "GetLatest",
     "Latest",
     "ContentList",
+    "PleaseListContent",
+    "YouShouldSeeThis",
+    "IJustSawThis",
+    "SignedPub",
+    "GetPubByEth",
 ];
 
 /// One message on the cjp2p wire, in typed form.
