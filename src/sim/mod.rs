@@ -3,8 +3,10 @@
 //! ([`Sim::trace_hash`]).
 
 mod network;
+pub mod scenario;
 
 pub use network::NetConfig;
+pub use scenario::{Scenario, SimReport};
 
 use crate::config::Config;
 use crate::engine::{Engine, Event, LookupId};
@@ -201,14 +203,29 @@ impl Sim {
     /// Joins every node: node 0 first, then the others one every `spacing`, each bootstrapping
     /// from a node that joined before it (chosen by the seeded RNG), then runs `settle` more.
     pub fn join_all(&mut self, spacing: Duration, settle: Duration) {
-        for i in 1..self.nodes.len() {
+        self.join_all_with(spacing, settle, |_, _| {});
+    }
+
+    /// [`Sim::join_all`] with a progress callback `(joined, total)`.
+    pub fn join_all_with(
+        &mut self,
+        spacing: Duration,
+        settle: Duration,
+        mut progress: impl FnMut(usize, usize),
+    ) {
+        let n = self.nodes.len();
+        for i in 1..n {
             let j = self.rng.random_range(0..i);
             self.bootstrap(i, &[j]);
             let t = self.now + spacing;
             self.run_until(t);
+            if i % 256 == 0 {
+                progress(i, n);
+            }
         }
         let t = self.now + settle;
         self.run_until(t);
+        progress(n, n);
     }
 
     /// Starts a lookup at node `from`; its result is kept for [`Sim::take_result`].

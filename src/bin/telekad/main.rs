@@ -2,6 +2,7 @@
 
 mod args;
 mod run;
+mod simulate;
 mod swarm;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,11 @@ enum Cmd {
     /// Start N real nodes on 127.0.0.0/8 in one process and report how their tables fill.
     #[command(after_help = "Example:\n  telekad swarm --nodes 30")]
     Swarm(swarm::SwarmArgs),
+    /// Simulate a network of N engines over a virtual clock and report lookup quality.
+    #[command(
+        after_help = "Example:\n  telekad simulate --nodes 2000 --lookups 1000 --seed 1 --loss 0.1 --json"
+    )]
+    Simulate(simulate::SimulateArgs),
 }
 
 fn init_logging() {
@@ -49,12 +55,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = rt.block_on(async {
-        match cli.cmd {
-            Cmd::Run(a) => run::run(a).await,
-            Cmd::Swarm(a) => swarm::run(a).await,
-        }
-    });
+    let result = match cli.cmd {
+        Cmd::Simulate(a) => simulate::run(a),
+        cmd => rt.block_on(async {
+            match cmd {
+                Cmd::Run(a) => run::run(a).await,
+                Cmd::Swarm(a) => swarm::run(a).await,
+                Cmd::Simulate(_) => unreachable!("handled above"),
+            }
+        }),
+    };
     match result {
         Ok(code) => code,
         Err(msg) => {

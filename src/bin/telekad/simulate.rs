@@ -1,0 +1,94 @@
+//! `telekad simulate`: thousands of engines over a virtual clock and a seeded network.
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::process::ExitCode;
+use telekad::sim::{scenario, Scenario};
+
+/// Options of `telekad simulate`.
+#[derive(Args, Debug)]
+pub struct SimulateArgs {
+    /// Nodes in the simulated network.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(2..=1_000_000))]
+    nodes: u64,
+    /// Lookups to run, each for the ID of a random live node.
+    #[arg(long, default_value_t = 1000)]
+    lookups: usize,
+    /// Seed: the same seed gives the same trace hash.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Probability that a datagram is lost (0..1).
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    loss: f64,
+    /// Share of nodes killed at once after joining, followed by one refresh period (0..1).
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    churn: f64,
+    /// Print the figures as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+fn probability(s: &str) -> Result<f64, String> {
+    let p: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number; expected a probability such as 0.1"))?;
+    if (0.0..1.0).contains(&p) {
+        Ok(p)
+    } else {
+        Err(format!(
+            "{p} is out of range; expected a value from 0 up to (not including) 1"
+        ))
+    }
+}
+
+pub fn run(a: SimulateArgs) -> Result<ExitCode, String> {
+    let mut s = Scenario::new(a.nodes as usize, a.lookups, a.seed);
+    s.loss = a.loss;
+    s.churn = a.churn;
+    let bar = if a.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(a.nodes)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg:8} [{bar:30}] {pos}/{len} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let r = scenario::run(&s, |phase, done, total| {
+        if bar.message() != phase {
+            bar.set_message(phase.to_string());
+            bar.set_length(total as u64);
+        }
+        bar.set_position(done as u64);
+    });
+    bar.finish_and_clear();
+    if a.json {
+        println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+    } else {
+        println!(
+            "telekad simulate: seed {}, loss {}, churn {}",
+            a.seed, a.loss, a.churn
+        );
+        let rows: [(&str, String); 12] = [
+            ("nodes", r.nodes.to_string()),
+            ("lookups", r.lookups.to_string()),
+            ("exact_rate", format!("{:.4}", r.exact_rate)),
+            ("found_rate", format!("{:.4}", r.found_rate)),
+            ("hops_p50", format!("{}", r.hops_p50)),
+            ("hops_p95", format!("{}", r.hops_p95)),
+            (
+                "messages_per_lookup",
+                format!("{:.1}", r.messages_per_lookup),
+            ),
+            ("virtual_ms_p50", format!("{:.1}", r.virtual_ms_p50)),
+            ("virtual_ms_p95", format!("{:.1}", r.virtual_ms_p95)),
+            ("wall_seconds", format!("{:.2}", r.wall_seconds)),
+            ("bytes_per_node", r.bytes_per_node.to_string()),
+            ("trace_hash", r.trace_hash.clone()),
+        ];
+        for (k, v) in rows {
+            println!("  {k:<22} {v}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
