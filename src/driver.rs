@@ -38,6 +38,8 @@ pub struct NodeConfig {
     pub save_interval: Duration,
     /// Drop every datagram to an address outside 127.0.0.0/8 and ::1 (tests, swarms).
     pub loopback_only: bool,
+    /// Load the saved table but never write it (one-shot commands beside a running node).
+    pub read_only: bool,
 }
 
 impl NodeConfig {
@@ -51,6 +53,7 @@ impl NodeConfig {
             seed: None,
             save_interval: Duration::from_secs(60),
             loopback_only: false,
+            read_only: false,
         }
     }
 }
@@ -128,7 +131,7 @@ pub struct Node {
 impl Node {
     /// Binds the socket, loads saved state, and starts the node task.
     pub async fn start(cfg: NodeConfig) -> Result<Node, StartError> {
-        if let Some(dir) = &cfg.data_dir {
+        if let Some(dir) = cfg.data_dir.as_ref().filter(|_| !cfg.read_only) {
             persist::prepare_data_dir(dir).map_err(StartError::DataDir)?;
         }
         let socket = UdpSocket::bind(cfg.bind)
@@ -149,6 +152,7 @@ impl Node {
                     engine.restore(&state);
                 }
                 Ok(None) => {}
+                Err(e) if cfg.read_only => tracing::warn!("{e}; not using it"),
                 Err(e) => match persist::set_aside(dir) {
                     Ok(to) => {
                         tracing::warn!("{e}; moved it to {} and starting fresh", to.display())
@@ -325,8 +329,8 @@ impl Driver {
 
     fn save(&self) -> io::Result<()> {
         match &self.cfg.data_dir {
-            Some(dir) => persist::save(dir, &self.engine.snapshot()),
-            None => Ok(()),
+            Some(dir) if !self.cfg.read_only => persist::save(dir, &self.engine.snapshot()),
+            _ => Ok(()),
         }
     }
 

@@ -21,6 +21,32 @@
 //!   [`sim`] runs thousands of engines over a virtual clock and a seeded lossy network.
 //!
 //! The `telekad` binary (`src/bin/telekad/`) is the command-line front end.
+//!
+//! # Example: two engines, no sockets
+//!
+//! ```
+//! use telekad::{config::Config, engine::Engine, time::Time};
+//! use std::time::Duration;
+//!
+//! let (a_addr, b_addr) = ("127.0.0.1:24001".parse().unwrap(), "127.0.0.2:24002".parse().unwrap());
+//! let mut a = Engine::new(Config::default(), a_addr, 1, Time::ZERO);
+//! let mut b = Engine::new(Config::default(), b_addr, 2, Time::ZERO);
+//! a.bootstrap(Time::ZERO, &[b_addr]);
+//! // Carry datagrams between the two until both are quiet.
+//! let mut now = Time::ZERO;
+//! for _ in 0..20 {
+//!     now = now + Duration::from_millis(1);
+//!     while let Some(t) = a.poll_transmit() {
+//!         b.handle_packet(now, a_addr, &t.payload);
+//!     }
+//!     while let Some(t) = b.poll_transmit() {
+//!         a.handle_packet(now, b_addr, &t.payload);
+//!     }
+//! }
+//! // Each answered the other's nonce, so each is in the other's table.
+//! assert!(a.table().contains(b_addr));
+//! assert!(b.table().contains(a_addr));
+//! ```
 
 #![warn(missing_docs)]
 

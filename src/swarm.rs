@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::driver::{Node, NodeConfig, StartError, Status};
 use crate::id::NodeId;
 use crate::sim::node_addr;
+use crate::sim::scenario::percentile;
 use crate::table::{RoutingTable, TableConfig};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -55,6 +56,36 @@ pub struct FillReport {
     pub bytes: u64,
     /// Elements and datagrams dropped or skipped by all nodes.
     pub skipped: u64,
+}
+
+/// Figures of a batch of lookups run across the swarm.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LookupStats {
+    /// Lookups run.
+    pub lookups: usize,
+    /// Lookups in flight at once.
+    pub concurrency: usize,
+    /// Lookups whose target node itself answered.
+    pub found: usize,
+    /// Median hops.
+    pub hops_p50: f64,
+    /// 95th percentile hops.
+    pub hops_p95: f64,
+    /// Median latency, milliseconds.
+    pub latency_ms_p50: f64,
+    /// 95th percentile latency, milliseconds.
+    pub latency_ms_p95: f64,
+    /// 99th percentile latency, milliseconds.
+    pub latency_ms_p99: f64,
+    /// Mean datagrams per lookup (queries sent plus answers received).
+    pub datagrams_per_lookup: f64,
+}
+
+impl LookupStats {
+    /// Share of lookups that found their target.
+    pub fn success_rate(&self) -> f64 {
+        self.found as f64 / self.lookups.max(1) as f64
+    }
 }
 
 /// A running swarm.
@@ -181,6 +212,56 @@ impl Swarm {
                 return (r, None);
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Runs `count` lookups, `concurrency` at a time, each from a random node for the ID of
+    /// another random node (choices from a seeded RNG).
+    pub async fn lookups(&self, count: usize, concurrency: usize, seed: u64) -> LookupStats {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let n = self.nodes.len();
+        let jobs: Vec<(usize, usize)> = (0..count)
+            .map(|_| {
+                let from = rng.random_range(0..n);
+                let to = (from + rng.random_range(1..n.max(2))) % n;
+                (from, to)
+            })
+            .collect();
+        let concurrency = concurrency.max(1);
+        let mut results = Vec::with_capacity(count);
+        for chunk in jobs.chunks(concurrency) {
+            let mut set = tokio::task::JoinSet::new();
+            for &(from, to) in chunk {
+                let node = self.nodes[from].clone();
+                let target = NodeId::of_addr(self.addrs[to]);
+                set.spawn(async move { node.lookup(target).await });
+            }
+            while let Some(r) = set.join_next().await {
+                if let Ok(Ok(r)) = r {
+                    results.push(r);
+                }
+            }
+        }
+        let mut hops: Vec<f64> = results.iter().map(|r| f64::from(r.hops)).collect();
+        let mut ms: Vec<f64> = results
+            .iter()
+            .map(|r| r.elapsed.as_secs_f64() * 1000.0)
+            .collect();
+        let datagrams: u64 = results
+            .iter()
+            .map(|r| u64::from(r.queried) + u64::from(r.answered))
+            .sum();
+        LookupStats {
+            lookups: count,
+            concurrency,
+            found: results.iter().filter(|r| r.found).count(),
+            hops_p50: percentile(&mut hops, 0.5),
+            hops_p95: percentile(&mut hops, 0.95),
+            latency_ms_p50: percentile(&mut ms, 0.5),
+            latency_ms_p95: percentile(&mut ms, 0.95),
+            latency_ms_p99: percentile(&mut ms, 0.99),
+            datagrams_per_lookup: datagrams as f64 / results.len().max(1) as f64,
         }
     }
 

@@ -1,6 +1,7 @@
 //! `telekad`: the command-line front end (run a node, run a loopback swarm).
 
 mod args;
+mod lookup;
 mod run;
 mod simulate;
 mod swarm;
@@ -26,6 +27,11 @@ enum Cmd {
     /// Start N real nodes on 127.0.0.0/8 in one process and report how their tables fill.
     #[command(after_help = "Example:\n  telekad swarm --nodes 30")]
     Swarm(swarm::SwarmArgs),
+    /// Find the k nodes closest to an ID (or to a node's IP:PORT) and print them.
+    #[command(
+        after_help = "Examples:\n  telekad lookup 192.0.2.7:24254 --bootstrap 192.0.2.1:24254\n  telekad lookup 3f5a0c...(64 hex) --data-dir ~/.local/share/telekad --json"
+    )]
+    Lookup(lookup::LookupArgs),
     /// Simulate a network of N engines over a virtual clock and report lookup quality.
     #[command(
         after_help = "Example:\n  telekad simulate --nodes 2000 --lookups 1000 --seed 1 --loss 0.1 --json"
@@ -61,6 +67,7 @@ fn main() -> ExitCode {
             match cmd {
                 Cmd::Run(a) => run::run(a).await,
                 Cmd::Swarm(a) => swarm::run(a).await,
+                Cmd::Lookup(a) => lookup::run(a).await,
                 Cmd::Simulate(_) => unreachable!("handled above"),
             }
         }),

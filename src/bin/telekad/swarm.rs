@@ -15,6 +15,13 @@ pub struct SwarmArgs {
     /// Seconds to wait for every table to fill.
     #[arg(long, default_value_t = 60)]
     timeout: u64,
+    /// Lookups for random node IDs to run after settling, in each of two phases: one at a
+    /// time, then `--concurrency` at a time.
+    #[arg(long, default_value_t = 100)]
+    lookups: usize,
+    /// Lookups in flight at once in the concurrent phase.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    concurrency: u32,
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
@@ -46,7 +53,22 @@ pub async fn run(a: SwarmArgs) -> Result<ExitCode, String> {
         })
         .await;
     bar.finish_and_clear();
+    let spinner = if a.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new_spinner()
+    };
+    spinner.enable_steady_tick(Duration::from_millis(100));
+    spinner.set_message(format!("{} sequential lookups", a.lookups));
+    let seq = swarm.lookups(a.lookups, 1, 7).await;
+    spinner.set_message(format!(
+        "{} lookups, {} at a time",
+        a.lookups, a.concurrency
+    ));
+    let conc = swarm.lookups(a.lookups, a.concurrency as usize, 8).await;
+    spinner.finish_and_clear();
     swarm.shutdown().await;
+    let all_found = seq.found == seq.lookups && conc.found == conc.lookups;
     let settle_s = settled.map(|d| d.as_secs_f64());
     if a.json {
         let v = serde_json::json!({
@@ -61,6 +83,9 @@ pub async fn run(a: SwarmArgs) -> Result<ExitCode, String> {
             "datagrams": report.datagrams,
             "bytes": report.bytes,
             "skipped": report.skipped,
+            "lookups_sequential": seq,
+            "lookups_concurrent": conc,
+            "all_lookups_found": all_found,
         });
         println!("{v}");
     } else {
@@ -85,8 +110,22 @@ pub async fn run(a: SwarmArgs) -> Result<ExitCode, String> {
         println!("  {:<28} {}", "datagrams sent", report.datagrams);
         println!("  {:<28} {}", "bytes sent", report.bytes);
         println!("  {:<28} {}", "skipped/dropped input", report.skipped);
+        for (name, l) in [("sequential", &seq), ("concurrent", &conc)] {
+            println!(
+                "  {:<28} {}/{} found ({:.1}%), {} at a time",
+                format!("lookups, {name}"),
+                l.found,
+                l.lookups,
+                100.0 * l.success_rate(),
+                l.concurrency
+            );
+            println!(
+                "  {:<28} hops p50 {} p95 {}; latency p50 {:.2} ms p95 {:.2} ms p99 {:.2} ms; {:.1} datagrams/lookup",
+                "", l.hops_p50, l.hops_p95, l.latency_ms_p50, l.latency_ms_p95, l.latency_ms_p99, l.datagrams_per_lookup
+            );
+        }
     }
-    Ok(if settled.is_some() {
+    Ok(if settled.is_some() && all_found {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
