@@ -40,10 +40,29 @@ impl NodeId {
     }
 
     /// The ID of a node: SHA-256 of its address written as `ip:port` (`[ip]:port` for IPv6).
+    ///
+    /// Results are memoised in a small per-thread direct-mapped cache: peer lists repeat the
+    /// same addresses constantly, and a cache miss costs only the hash it saves.
     pub fn of_addr(addr: SocketAddr) -> NodeId {
+        let addr = crate::addr::canonical(addr);
+        let slot = cache_slot(addr);
+        if let Some(id) = ID_CACHE.with(|c| match c.borrow().get(slot) {
+            Some(Some((a, id))) if *a == addr => Some(*id),
+            _ => None,
+        }) {
+            return id;
+        }
         let mut text = Vec::with_capacity(crate::addr::MAX_ADDR_TEXT);
         crate::addr::write_addr(&mut text, addr);
-        NodeId::hash(&text)
+        let id = NodeId::hash(&text);
+        ID_CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.is_empty() {
+                c.resize(ID_CACHE_SLOTS, None);
+            }
+            c[slot] = Some((addr, id));
+        });
+        id
     }
 
     /// The key of a topic name (a game's channel, a chat room): SHA-256 of its UTF-8 bytes.
@@ -94,6 +113,24 @@ impl NodeId {
         }
         NodeId(out)
     }
+}
+
+/// Slots of the per-thread address-to-ID cache (a power of two).
+const ID_CACHE_SLOTS: usize = 1 << 14;
+
+thread_local! {
+    static ID_CACHE: std::cell::RefCell<Vec<Option<(SocketAddr, NodeId)>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn cache_slot(addr: SocketAddr) -> usize {
+    let ip: u128 = match addr.ip() {
+        std::net::IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        std::net::IpAddr::V6(v6) => u128::from(v6),
+    };
+    let x = (ip as u64) ^ ((ip >> 64) as u64) ^ (u64::from(addr.port()) << 32);
+    // Fibonacci hashing: multiply and keep the top bits.
+    (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - 14)) as usize
 }
 
 impl Distance {

@@ -154,7 +154,7 @@ impl Lookup {
             next_timer: None,
         };
         for s in seeds {
-            l.add(s, 1);
+            l.add(s, NodeId::of_addr(s), 1);
         }
         l
     }
@@ -169,11 +169,10 @@ impl Lookup {
         self.cfg.k * 8
     }
 
-    fn add(&mut self, addr: SocketAddr, hop: u32) {
+    fn add(&mut self, addr: SocketAddr, id: NodeId, hop: u32) {
         if !self.known.insert(addr) {
             return;
         }
-        let id = NodeId::of_addr(addr);
         let dist = id.distance(&self.target);
         let at = self
             .entries
@@ -327,6 +326,21 @@ impl Lookup {
     /// `addr` answered with `peers`. Returns false (and changes nothing) if no query to `addr`
     /// was outstanding.
     pub fn on_success(&mut self, addr: SocketAddr, peers: &[SocketAddr], now: Time) -> bool {
+        let with_ids: Vec<(SocketAddr, NodeId)> = peers
+            .iter()
+            .take(self.cfg.max_from_answer)
+            .map(|p| (*p, NodeId::of_addr(*p)))
+            .collect();
+        self.on_success_with_ids(addr, &with_ids, now)
+    }
+
+    /// [`Lookup::on_success`] for a caller that already hashed the addresses.
+    pub fn on_success_with_ids(
+        &mut self,
+        addr: SocketAddr,
+        peers: &[(SocketAddr, NodeId)],
+        now: Time,
+    ) -> bool {
         if self.finished_at.is_some() {
             return false;
         }
@@ -346,8 +360,8 @@ impl Lookup {
         };
         let hop = e.hop + 1;
         self.answered += 1;
-        for p in peers.iter().take(self.cfg.max_from_answer) {
-            self.add(*p, hop);
+        for (p, id) in peers.iter().take(self.cfg.max_from_answer) {
+            self.add(*p, *id, hop);
         }
         true
     }

@@ -184,7 +184,12 @@ impl RoutingTable {
 
     /// Whether a new contact at `addr` would go straight into its bucket (room, caps).
     pub fn admits(&self, addr: SocketAddr) -> bool {
-        let Some(idx) = self.own.bucket_index(&NodeId::of_addr(addr)) else {
+        self.admits_id(addr, &NodeId::of_addr(addr))
+    }
+
+    /// [`RoutingTable::admits`] for a caller that already has the ID of `addr`.
+    pub fn admits_id(&self, addr: SocketAddr, id: &NodeId) -> bool {
+        let Some(idx) = self.own.bucket_index(id) else {
             return false;
         };
         self.bucket(idx).len() < self.cfg.k && !self.capped(addr)

@@ -141,8 +141,16 @@ impl Engine {
         if let (false, Some((_, target))) = (proven, peers_msg) {
             answered.extend(self.requests.answer_peers(src, target, now));
         }
-        let list: Vec<SocketAddr> = peers_msg
-            .map(|(p, _)| p.iter().copied().filter(|a| !self.is_self(*a)).collect())
+        // Each address is hashed once, here, for the lookup and the candidate checks.
+        let list: Vec<(SocketAddr, NodeId)> = peers_msg
+            .map(|(p, _)| {
+                p.iter()
+                    .copied()
+                    .filter(|a| !self.is_self(*a))
+                    .take(self.cfg.lookup.max_from_answer)
+                    .map(|a| (a, NodeId::of_addr(a)))
+                    .collect()
+            })
             .unwrap_or_default();
         if let Some(first) = answered.first().filter(|_| proven) {
             let rtt = now.since(first.sent);
@@ -161,9 +169,9 @@ impl Engine {
                 Purpose::Lookup(id, target) => {
                     // A Peers naming another target answers another request.
                     let fits = peers_msg.is_some_and(|(_, t)| t.is_none_or(|t| t == target));
-                    let peers: &[SocketAddr] = if fits { &list } else { &[] };
+                    let peers: &[(SocketAddr, NodeId)] = if fits { &list } else { &[] };
                     if let Some(task) = self.lookups.get_mut(&id) {
-                        task.lookup.on_success(src, peers, now);
+                        task.lookup.on_success_with_ids(src, peers, now);
                         self.dirty.insert(id);
                     }
                     self.add_candidates(peers);

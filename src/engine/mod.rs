@@ -503,14 +503,16 @@ impl Engine {
     }
 
     /// Queues addresses learned from a peer list to be pinged, if their bucket has room.
-    fn add_candidates(&mut self, addrs: &[SocketAddr]) {
-        for &a in addrs {
+    fn add_candidates(&mut self, addrs: &[(SocketAddr, NodeId)]) {
+        for (a, id) in addrs {
+            let a = *a;
             if self.candidates.len() >= self.cfg.max_candidates {
                 break;
             }
             if self.is_self(a)
                 || self.table.contains(a)
-                || !self.table.admits(a)
+                || self.candidate_set.contains(&a)
+                || !self.table.admits_id(a, id)
                 || !self.candidate_set.insert(a)
             {
                 continue;

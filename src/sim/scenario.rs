@@ -76,6 +76,8 @@ pub struct SimReport {
     pub bytes_per_node: u64,
     /// Hash of every delivery, in hex: equal seeds give equal hashes.
     pub trace_hash: String,
+    /// Datagrams delivered in the whole run (join included).
+    pub datagrams: u64,
 }
 
 /// The `p`-quantile (0..=1) of `v` by nearest rank; 0 for an empty list.
@@ -108,7 +110,7 @@ pub fn run(s: &Scenario, mut progress: impl FnMut(&str, usize, usize)) -> SimRep
     };
     let mut sim = Sim::new(cfg);
     let spacing = Duration::from_micros((10_000_000 / s.nodes.max(1) as u64).clamp(100, 5_000));
-    sim.join_all_with(spacing, Duration::from_secs(20), |i, n| {
+    sim.join_all_with(spacing, Duration::from_secs(5), |i, n| {
         progress("join", i, n)
     });
     let bytes_per_node = rss_bytes().saturating_sub(rss0) / s.nodes.max(1) as u64;
@@ -204,5 +206,6 @@ fn report(
         wall_seconds: wall.elapsed().as_secs_f64(),
         bytes_per_node,
         trace_hash: format!("{:016x}", sim.trace_hash()),
+        datagrams: sim.datagrams_delivered(),
     }
 }
