@@ -89,11 +89,11 @@ impl CookieJar {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::{rngs::StdRng, SeedableRng};
+    use rand::{rngs::ChaCha8Rng, SeedableRng};
 
     #[test]
     fn rotation_keeps_previous_valid_for_one_period() {
-        let mut rng = StdRng::seed_from_u64(1);
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
         let period = Duration::from_secs(60);
         let mut jar = CookieJar::new(&mut rng, Time::ZERO, period);
         let ip: IpAddr = "192.0.2.7".parse().unwrap();

@@ -8,6 +8,7 @@ use crate::engine::{Engine, Event, LookupId, SavedState};
 use crate::id::NodeId;
 use crate::lookup::LookupResult;
 use crate::persist;
+use crate::rng::NodeRng;
 use crate::stats::Stats;
 use crate::table::Contact;
 use crate::time::Time;
@@ -143,8 +144,11 @@ impl Node {
                 .map_err(|e| StartError::Bind(cfg.bind, e))?,
         );
         let epoch = Instant::now();
-        let seed = cfg.seed.unwrap_or_else(rand::random);
-        let mut engine = Engine::new(cfg.engine.clone(), local, seed, Time::ZERO);
+        let rng = match cfg.seed {
+            Some(seed) => NodeRng::from_u64(seed),
+            None => NodeRng::from_seed(rand::random()),
+        };
+        let mut engine = Engine::with_rng(cfg.engine.clone(), local, rng, Time::ZERO);
         if let Some(dir) = &cfg.data_dir {
             match persist::load(dir) {
                 Ok(Some(state)) => {

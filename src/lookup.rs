@@ -26,6 +26,8 @@ pub struct LookupConfig {
     pub max_timeout: Duration,
     /// Most addresses taken from one answer.
     pub max_from_answer: usize,
+    /// Times a query is sent before its peer is given up (a timed-out query is re-sent).
+    pub attempts: u8,
 }
 
 impl Default for LookupConfig {
@@ -37,6 +39,7 @@ impl Default for LookupConfig {
             min_timeout: Duration::from_millis(250),
             max_timeout: Duration::from_secs(2),
             max_from_answer: 64,
+            attempts: 4,
         }
     }
 }
@@ -55,7 +58,13 @@ pub enum PeerState {
         /// When it is given up.
         fail_at: Time,
     },
-    /// Asked, past its timeout; no longer counts against alpha.
+    /// Asked, past its timeout, to be asked again; does not count against alpha, and a late
+    /// answer to the earlier query still counts.
+    Resend {
+        /// When the last query went out.
+        sent: Time,
+    },
+    /// Asked as often as allowed, past its timeout; no longer counts against alpha.
     Slow {
         /// When the query went out.
         sent: Time,
@@ -78,6 +87,9 @@ struct Entry {
     dist: Distance,
     hop: u32,
     state: PeerState,
+    attempts: u8,
+    /// When it was first asked (RTTs in results run from here).
+    asked_at: Time,
 }
 
 /// One contact in a lookup's result.
@@ -188,6 +200,8 @@ impl Lookup {
                 dist,
                 hop,
                 state: PeerState::NotContacted,
+                attempts: 0,
+                asked_at: Time::ZERO,
             },
         );
         if self.entries.len() > self.capacity() {
@@ -215,12 +229,18 @@ impl Lookup {
         }
         let mut next: Option<Time> = None;
         let mut waiting = 0;
+        let attempts = self.cfg.attempts;
         for e in &mut self.entries {
             e.state = match e.state {
                 PeerState::Waiting { fail_at, .. } | PeerState::Slow { fail_at, .. }
-                    if now >= fail_at =>
+                    if now >= fail_at && e.attempts >= attempts =>
                 {
                     PeerState::Failed
+                }
+                PeerState::Waiting { sent, slow_at, .. }
+                    if now >= slow_at && e.attempts < attempts =>
+                {
+                    PeerState::Resend { sent }
                 }
                 PeerState::Waiting {
                     sent,
@@ -265,6 +285,7 @@ impl Lookup {
         let waiting = self.in_flight();
         let mut pending = false;
         let mut next = None;
+        let mut resend = None;
         for (i, e) in self
             .entries
             .iter()
@@ -279,6 +300,12 @@ impl Lookup {
                     }
                     pending = true;
                 }
+                PeerState::Resend { .. } => {
+                    if resend.is_none() {
+                        resend = Some(i);
+                    }
+                    pending = true;
+                }
                 PeerState::Waiting { .. } | PeerState::Slow { .. } => pending = true,
                 _ => {}
             }
@@ -290,7 +317,11 @@ impl Lookup {
         if waiting >= self.cfg.alpha {
             return None;
         }
-        let i = next?;
+        let i = resend.or(next)?;
+        if self.entries[i].attempts == 0 {
+            self.entries[i].asked_at = now;
+        }
+        self.entries[i].attempts += 1;
         let timeout =
             timeout_for(self.entries[i].addr).clamp(self.cfg.min_timeout, self.cfg.max_timeout);
         self.entries[i].state = PeerState::Waiting {
@@ -319,7 +350,11 @@ impl Lookup {
     /// Whether `addr` has a query of this lookup outstanding (waiting or slow).
     pub fn is_waiting_for(&self, addr: SocketAddr) -> bool {
         self.entries.iter().any(|e| {
-            e.addr == addr && matches!(e.state, PeerState::Waiting { .. } | PeerState::Slow { .. })
+            e.addr == addr
+                && matches!(
+                    e.state,
+                    PeerState::Waiting { .. } | PeerState::Slow { .. } | PeerState::Resend { .. }
+                )
         })
     }
 
@@ -347,14 +382,12 @@ impl Lookup {
         let Some(e) = self.entries.iter_mut().find(|e| e.addr == addr) else {
             return false;
         };
-        let sent = match e.state {
-            PeerState::Waiting { sent, .. } => {
-                self.waiting -= 1;
-                sent
-            }
-            PeerState::Slow { sent, .. } => sent,
+        match e.state {
+            PeerState::Waiting { .. } => self.waiting -= 1,
+            PeerState::Slow { .. } | PeerState::Resend { .. } => {}
             _ => return false,
-        };
+        }
+        let sent = e.asked_at;
         e.state = PeerState::Succeeded {
             rtt: now.since(sent),
         };
@@ -375,7 +408,10 @@ impl Lookup {
             }
             if matches!(
                 e.state,
-                PeerState::Waiting { .. } | PeerState::Slow { .. } | PeerState::NotContacted
+                PeerState::Waiting { .. }
+                    | PeerState::Slow { .. }
+                    | PeerState::Resend { .. }
+                    | PeerState::NotContacted
             ) {
                 e.state = PeerState::Failed;
             }

@@ -219,7 +219,7 @@ impl Swarm {
     /// another random node (choices from a seeded RNG).
     pub async fn lookups(&self, count: usize, concurrency: usize, seed: u64) -> LookupStats {
         use rand::{RngExt, SeedableRng};
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(seed);
         let n = self.nodes.len();
         let jobs: Vec<(usize, usize)> = (0..count)
             .map(|_| {

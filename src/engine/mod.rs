@@ -20,13 +20,13 @@ use crate::cookie::CookieJar;
 use crate::id::NodeId;
 use crate::lookup::{Lookup, LookupResult};
 use crate::public_addr::AddressVotes;
+use crate::rng::NodeRng;
 use crate::stats::Stats;
 use crate::table::{RoutingTable, Seen};
 use crate::time::Time;
 use crate::wire::{Echo, Message, PacketWriter, MAX_DATAGRAM};
 use peers::PeerBook;
-use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
+use rand::RngExt;
 use requests::{nonce_text, Purpose, Request, Requests};
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -69,7 +69,7 @@ enum LookupKind {
     Refresh,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Task {
     lookup: Lookup,
     kind: LookupKind,
@@ -94,10 +94,10 @@ pub struct SavedState {
 }
 
 /// One telekad node's protocol state.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Engine {
     cfg: Config,
-    rng: StdRng,
+    rng: NodeRng,
     local: SocketAddr,
     public: SocketAddr,
     table: RoutingTable,
@@ -125,10 +125,15 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// A node bound at `local`, with all randomness drawn from `seed`.
+    /// A node bound at `local`, with all randomness drawn from `seed` (simulations, tests).
     pub fn new(cfg: Config, local: SocketAddr, seed: u64, now: Time) -> Engine {
+        Engine::with_rng(cfg, local, NodeRng::from_u64(seed), now)
+    }
+
+    /// A node bound at `local` drawing randomness from `rng` (a real node seeds it with 256
+    /// bits from the OS).
+    pub fn with_rng(cfg: Config, local: SocketAddr, mut rng: NodeRng, now: Time) -> Engine {
         let local = canonical(local);
-        let mut rng = StdRng::seed_from_u64(seed);
         let jar = CookieJar::new(&mut rng, now, cfg.cookie_rotation);
         Engine {
             table: RoutingTable::new(NodeId::of_addr(local), cfg.table.clone()),
@@ -230,13 +235,10 @@ impl Engine {
 
     /// Advances timers to `now`: expires requests, steps lookups, runs maintenance.
     pub fn handle_timeout(&mut self, now: Time) {
+        // Lookups keep their own timers (and resend lost queries); an expired request only
+        // counts against its contact.
         for req in self.requests.expire(now) {
             self.stats.requests_timed_out += 1;
-            if let Purpose::Lookup(id, _) = req.purpose {
-                if let Some(task) = self.lookups.get_mut(&id) {
-                    task.lookup.on_failure(req.addr);
-                }
-            }
             if self.table.failed(req.addr) {
                 self.emit(Event::ContactRemoved(req.addr));
             }

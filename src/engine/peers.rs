@@ -18,7 +18,7 @@ pub(crate) struct PeerInfo {
 }
 
 /// A bounded map of remote addresses; the least recently heard are forgotten first.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct PeerBook {
     map: HashMap<SocketAddr, PeerInfo>,
     cap: usize,

@@ -48,7 +48,7 @@ pub(crate) fn parse_nonce(text: &str) -> Option<u64> {
     u64::from_str_radix(hex, 16).ok()
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Requests {
     by_nonce: HashMap<u64, Request>,
     by_expiry: BTreeSet<(Time, u64)>,

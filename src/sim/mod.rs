@@ -12,9 +12,9 @@ use crate::config::Config;
 use crate::engine::{Engine, Event, LookupId};
 use crate::id::NodeId;
 use crate::lookup::LookupResult;
+use crate::rng::NodeRng;
 use crate::time::Time;
-use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
+use rand::RngExt;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -56,7 +56,7 @@ impl SimConfig {
     }
 }
 
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Pending {
     /// A datagram in flight: (sequence, from, to, payload).
     Deliver(u64, usize, usize, Vec<u8>),
@@ -65,7 +65,7 @@ enum Pending {
 }
 
 /// The simulated world.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Sim {
     cfg: SimConfig,
     nodes: Vec<Option<Engine>>,
@@ -75,7 +75,7 @@ pub struct Sim {
     queue: BinaryHeap<Reverse<(Time, Pending)>>,
     wake_gen: Vec<u64>,
     wake_at: Vec<Option<Time>>,
-    rng: StdRng,
+    rng: NodeRng,
     seq: u64,
     trace: u64,
     sent: u64,
@@ -96,7 +96,7 @@ fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
 impl Sim {
     /// Creates the nodes (not yet joined: see [`Sim::join_all`]).
     pub fn new(cfg: SimConfig) -> Sim {
-        let mut rng = StdRng::seed_from_u64(cfg.seed);
+        let mut rng = NodeRng::from_u64(cfg.seed);
         let addrs: Vec<SocketAddr> = (0..cfg.nodes).map(|i| node_addr(i, 24254)).collect();
         let nodes = addrs
             .iter()
@@ -181,6 +181,11 @@ impl Sim {
     /// A hash of every delivery so far (time, endpoints, bytes): equal seeds give equal hashes.
     pub fn trace_hash(&self) -> u64 {
         self.trace
+    }
+
+    /// Changes the datagram loss probability from now on.
+    pub fn set_loss(&mut self, loss: f64) {
+        self.cfg.net.loss = loss;
     }
 
     /// Removes node `i` from the network: it stops answering and its datagrams are dropped.

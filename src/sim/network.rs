@@ -1,6 +1,6 @@
 //! The simulated network: per-link latency, jitter and loss, all drawn from one seeded RNG.
 
-use rand::rngs::StdRng;
+use crate::rng::NodeRng;
 use rand::RngExt;
 use std::time::Duration;
 
@@ -45,7 +45,7 @@ impl NetConfig {
     }
 
     /// The delay of one datagram from `a` to `b`, or `None` if it is lost.
-    pub fn sample(&self, rng: &mut StdRng, a: usize, b: usize) -> Option<Duration> {
+    pub fn sample(&self, rng: &mut NodeRng, a: usize, b: usize) -> Option<Duration> {
         if self.loss > 0.0 && rng.random::<f64>() < self.loss {
             return None;
         }

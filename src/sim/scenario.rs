@@ -4,7 +4,7 @@ use super::{NetConfig, Sim, SimConfig};
 use crate::config::Config;
 use crate::id::NodeId;
 use crate::lookup::LookupResult;
-use rand::rngs::StdRng;
+use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -98,9 +98,9 @@ pub fn rss_bytes() -> u64 {
         .map_or(0, |pages| pages * 4096)
 }
 
-/// Runs a scenario; `progress(done, total)` is called as lookups finish.
-pub fn run(s: &Scenario, mut progress: impl FnMut(&str, usize, usize)) -> SimReport {
-    let wall = Instant::now();
+/// A joined network as a scenario describes it (loss applies from the start), and the
+/// memory it took per node.
+pub fn join(s: &Scenario, mut progress: impl FnMut(&str, usize, usize)) -> (Sim, u64) {
     let rss0 = rss_bytes();
     let mut cfg = SimConfig::new(s.nodes, s.seed);
     cfg.engine = s.engine.clone();
@@ -114,19 +114,40 @@ pub fn run(s: &Scenario, mut progress: impl FnMut(&str, usize, usize)) -> SimRep
         progress("join", i, n)
     });
     let bytes_per_node = rss_bytes().saturating_sub(rss0) / s.nodes.max(1) as u64;
-    let mut rng = StdRng::seed_from_u64(s.seed ^ 0x5eed);
+    (sim, bytes_per_node)
+}
+
+/// Runs a scenario from the start: join, then [`measure`].
+pub fn run(s: &Scenario, mut progress: impl FnMut(&str, usize, usize)) -> SimReport {
+    let wall = Instant::now();
+    let (mut sim, bytes_per_node) = join(s, &mut progress);
+    measure(&mut sim, s, wall, bytes_per_node, progress)
+}
+
+/// On a joined network: sets the scenario's loss, kills its churn share of nodes and runs
+/// `after_churn`, then runs its lookups and reports. `wall` is when the run began.
+pub fn measure(
+    sim: &mut Sim,
+    s: &Scenario,
+    wall: Instant,
+    bytes_per_node: u64,
+    mut progress: impl FnMut(&str, usize, usize),
+) -> SimReport {
+    sim.set_loss(s.loss);
+    let mut rng = ChaCha8Rng::seed_from_u64(s.seed ^ 0x5eed);
+    let n = sim.len();
     if s.churn > 0.0 {
-        let kill = ((s.nodes as f64) * s.churn).round() as usize;
-        let mut order: Vec<usize> = (0..s.nodes).collect();
+        let kill = ((n as f64) * s.churn).round() as usize;
+        let mut order: Vec<usize> = (0..n).filter(|&i| sim.is_alive(i)).collect();
         for i in (1..order.len()).rev() {
             order.swap(i, rng.random_range(0..=i));
         }
-        for &i in order.iter().take(kill.min(s.nodes.saturating_sub(2))) {
+        for &i in order.iter().take(kill.min(n.saturating_sub(2))) {
             sim.kill(i);
         }
         sim.run_for(s.after_churn);
     }
-    let live: Vec<usize> = (0..s.nodes).filter(|&i| sim.is_alive(i)).collect();
+    let live: Vec<usize> = (0..n).filter(|&i| sim.is_alive(i)).collect();
     let mut results: Vec<(usize, NodeId, LookupResult)> = Vec::with_capacity(s.lookups);
     let mut pending: Vec<(usize, NodeId, crate::engine::LookupId)> = Vec::new();
     let mut started = 0;
@@ -143,10 +164,7 @@ pub fn run(s: &Scenario, mut progress: impl FnMut(&str, usize, usize)) -> SimRep
             }
             started += 1;
         }
-        if pending.is_empty() {
-            break;
-        }
-        if !sim.step() {
+        if pending.is_empty() || !sim.step() {
             break;
         }
         let mut i = 0;
@@ -161,7 +179,7 @@ pub fn run(s: &Scenario, mut progress: impl FnMut(&str, usize, usize)) -> SimRep
             }
         }
     }
-    report(&sim, s, &results, wall, bytes_per_node)
+    report(sim, s, &results, wall, bytes_per_node)
 }
 
 fn report(
@@ -173,6 +191,7 @@ fn report(
 ) -> SimReport {
     let k = s.engine.lookup.k;
     let n = results.len().max(1) as f64;
+    let nodes = sim.len();
     let mut exact = 0usize;
     let mut found = 0usize;
     let mut hops = Vec::with_capacity(results.len());
@@ -194,7 +213,7 @@ fn report(
         messages += u64::from(r.queried) + u64::from(r.answered);
     }
     SimReport {
-        nodes: s.nodes,
+        nodes,
         lookups: results.len(),
         exact_rate: exact as f64 / n,
         found_rate: found as f64 / n,
