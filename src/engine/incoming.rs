@@ -96,11 +96,12 @@ impl Engine {
         let mut new_cookie = false;
         for m in msgs {
             match m {
-                Message::PleaseAlwaysReturnThisMessage(e)
-                    if info.their_cookie.as_ref() != Some(e) =>
-                {
-                    info.their_cookie = Some(e.clone());
-                    new_cookie = true;
+                Message::PleaseAlwaysReturnThisMessage(e) => {
+                    let stored = super::peers::StoredCookie::from_echo(e);
+                    if info.their_cookie.as_ref() != Some(&stored) {
+                        info.their_cookie = Some(stored);
+                        new_cookie = true;
+                    }
                 }
                 Message::Peers {
                     target: Some(_), ..
@@ -258,7 +259,8 @@ impl Engine {
             let ours = Echo::cookie(&self.jar.issue(src.ip()));
             trimmed |= !self.put(&mut w, &Message::PleaseAlwaysReturnThisMessage(ours));
         }
-        if let Some(c) = self.peers.get(&src).and_then(|p| p.their_cookie.clone()) {
+        if let Some(c) = self.peers.get(&src).and_then(|p| p.their_cookie.as_ref()) {
+            let c = c.to_echo();
             trimmed |= !self.put(&mut w, &Message::AlwaysReturned(c));
         }
         for e in echoes {

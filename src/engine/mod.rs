@@ -292,6 +292,14 @@ impl Engine {
         }
     }
 
+    /// Puts `addr` in the routing table as if it had answered at `now`; returns whether it
+    /// went in. For simulators and tests that build a converged network without running
+    /// every join: a real node only inserts contacts that answered one of its nonces.
+    pub fn preload_contact(&mut self, now: Time, addr: SocketAddr) -> bool {
+        let addr = canonical(addr);
+        !self.is_self(addr) && self.table.seen(addr, now, None) == Seen::Added
+    }
+
     /// The state worth saving: the routing table's contacts.
     pub fn snapshot(&self) -> SavedState {
         SavedState {
@@ -416,7 +424,9 @@ impl Engine {
         let nonce: u64 = self.rng.random();
         let timeout = timeout_for(&self.table, self.rtt_all, &self.cfg, addr);
         let info = self.peers.get(&addr);
-        let their = info.and_then(|p| p.their_cookie.clone());
+        let their = info
+            .and_then(|p| p.their_cookie.as_ref())
+            .map(|c| c.to_echo());
         let echoes = info.is_some_and(|p| p.echoes_ours);
         let mut w = PacketWriter::new(MAX_DATAGRAM);
         for m in body {

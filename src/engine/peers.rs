@@ -5,10 +5,52 @@ use crate::wire::Echo;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+/// A peer's cookie as it must be echoed. Nearly all are `{"cookie":"<short text>"}`
+/// (telekad: 16 hex digits, the reference node: 8), kept inline without an allocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StoredCookie {
+    /// The text of a `{"cookie":"..."}` body, up to 22 plain ASCII characters.
+    Inline { len: u8, text: [u8; 22] },
+    /// Any other body, verbatim.
+    Raw(Box<str>),
+}
+
+impl StoredCookie {
+    pub fn from_echo(e: &Echo) -> StoredCookie {
+        let json = e.as_json();
+        if let Some(inner) = json
+            .strip_prefix("{\"cookie\":\"")
+            .and_then(|r| r.strip_suffix("\"}"))
+        {
+            let plain = inner
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+            if plain && inner.len() <= 22 {
+                let mut text = [0u8; 22];
+                text[..inner.len()].copy_from_slice(inner.as_bytes());
+                return StoredCookie::Inline {
+                    len: inner.len() as u8,
+                    text,
+                };
+            }
+        }
+        StoredCookie::Raw(json.into())
+    }
+
+    pub fn to_echo(&self) -> Echo {
+        match self {
+            StoredCookie::Inline { len, text } => {
+                Echo::cookie(std::str::from_utf8(&text[..usize::from(*len)]).unwrap_or_default())
+            }
+            StoredCookie::Raw(raw) => Echo::raw(raw),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PeerInfo {
     /// The cookie this peer asked us to return (`PleaseAlwaysReturnThisMessage`).
-    pub their_cookie: Option<Echo>,
+    pub their_cookie: Option<StoredCookie>,
     /// Whether its last packet carried our current cookie.
     pub echoes_ours: bool,
     /// Whether it showed telekad extensions (so it needs no `PleaseSendPeers` beside a
@@ -60,5 +102,29 @@ impl PeerBook {
         for (_, a) in &ages[..drop] {
             self.map.remove(a);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_round_trip_exactly() {
+        for body in [
+            r#"{"cookie":"0123456789abcdef"}"#,
+            r#"{"cookie":"b941170a"}"#,
+            r#"{"cookie":"a-much-longer-cookie-than-fits-inline"}"#,
+            r#"["any",{"valid":"JSON"}]"#,
+            r#"{"cookie":"with\"quote"}"#,
+            r#"{"cookie": "spaced"}"#,
+        ] {
+            let e = Echo::raw(body);
+            assert_eq!(StoredCookie::from_echo(&e).to_echo(), e, "{body}");
+        }
+        assert!(matches!(
+            StoredCookie::from_echo(&Echo::cookie("b941170a")),
+            StoredCookie::Inline { .. }
+        ));
     }
 }

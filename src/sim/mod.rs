@@ -4,6 +4,7 @@
 
 mod network;
 pub mod scenario;
+mod warm;
 
 pub use network::NetConfig;
 pub use scenario::{Scenario, SimReport};
@@ -156,6 +157,10 @@ impl Sim {
     /// Node `i`'s engine, if it is alive.
     pub fn engine(&self, i: usize) -> Option<&Engine> {
         self.nodes.get(i).and_then(|n| n.as_ref())
+    }
+
+    fn engine_mut(&mut self, i: usize) -> Option<&mut Engine> {
+        self.nodes.get_mut(i).and_then(|n| n.as_mut())
     }
 
     /// Whether node `i` is alive.

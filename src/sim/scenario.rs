@@ -30,6 +30,9 @@ pub struct Scenario {
     pub engine: Config,
     /// Network model (its `loss` is overridden by `loss`).
     pub net: NetConfig,
+    /// Fill tables from the true population instead of running every join
+    /// ([`Sim::warm_start`]); for measuring lookups in very large networks.
+    pub warm_start: bool,
 }
 
 impl Scenario {
@@ -45,6 +48,7 @@ impl Scenario {
             concurrency: 64,
             engine: Config::default(),
             net: NetConfig::default(),
+            warm_start: false,
         }
     }
 }
@@ -109,10 +113,16 @@ pub fn join(s: &Scenario, mut progress: impl FnMut(&str, usize, usize)) -> (Sim,
         ..s.net.clone()
     };
     let mut sim = Sim::new(cfg);
-    let spacing = Duration::from_micros((10_000_000 / s.nodes.max(1) as u64).clamp(100, 5_000));
-    sim.join_all_with(spacing, Duration::from_secs(5), |i, n| {
-        progress("join", i, n)
-    });
+    if s.warm_start {
+        progress("warm", 0, s.nodes);
+        sim.warm_start(s.seed);
+        progress("warm", s.nodes, s.nodes);
+    } else {
+        let spacing = Duration::from_micros((10_000_000 / s.nodes.max(1) as u64).clamp(100, 5_000));
+        sim.join_all_with(spacing, Duration::from_secs(5), |i, n| {
+            progress("join", i, n)
+        });
+    }
     let bytes_per_node = rss_bytes().saturating_sub(rss0) / s.nodes.max(1) as u64;
     (sim, bytes_per_node)
 }

@@ -41,6 +41,11 @@ impl Echo {
         Echo(format!("{{\"cookie\":\"{value}\"}}").into_boxed_str())
     }
 
+    /// A body from raw JSON text (as received earlier); the caller vouches it is valid JSON.
+    pub fn raw(json: &str) -> Echo {
+        Echo(json.into())
+    }
+
     /// The raw JSON text.
     pub fn as_json(&self) -> &str {
         &self.0

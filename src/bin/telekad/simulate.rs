@@ -23,6 +23,10 @@ pub struct SimulateArgs {
     /// Share of nodes killed at once after joining, followed by one refresh period (0..1).
     #[arg(long, default_value_t = 0.0, value_parser = probability)]
     churn: f64,
+    /// Fill routing tables from the true population instead of running every join (for
+    /// measuring lookups in very large networks quickly).
+    #[arg(long)]
+    warm_start: bool,
     /// Print the figures as one JSON object.
     #[arg(long)]
     json: bool,
@@ -45,6 +49,7 @@ pub fn run(a: SimulateArgs) -> Result<ExitCode, String> {
     let mut s = Scenario::new(a.nodes as usize, a.lookups, a.seed);
     s.loss = a.loss;
     s.churn = a.churn;
+    s.warm_start = a.warm_start;
     let bar = if a.json {
         ProgressBar::hidden()
     } else {
