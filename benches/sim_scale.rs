@@ -37,8 +37,18 @@ fn main() {
     };
     println!(
         "{:<28} {:>7} {:>7} {:>6} {:>6} {:>4} {:>4} {:>7} {:>8} {:>8} {:>8} {:>9}",
-        "scenario", "nodes", "lookups", "exact", "found", "h50", "h95", "msgs", "vms_p50",
-        "vms_p95", "wall_s", "bytes/node"
+        "scenario",
+        "nodes",
+        "lookups",
+        "exact",
+        "found",
+        "h50",
+        "h95",
+        "msgs",
+        "vms_p50",
+        "vms_p95",
+        "wall_s",
+        "bytes/node"
     );
     let r = scenario::run(&Scenario::new(joined, lookups.min(1000), 1), |_, _, _| {});
     row("protocol join", &r);

@@ -11,7 +11,13 @@ use std::process::ExitCode;
 
 /// A Kademlia DHT node that speaks the cjp2p wire protocol.
 #[derive(Parser, Debug)]
-#[command(name = "telekad", version, about, long_about = None)]
+#[command(
+    name = "telekad",
+    version,
+    about,
+    long_about = None,
+    after_help = "Examples:\n  telekad swarm --nodes 30\n  telekad run --bind 0.0.0.0:24254 --bootstrap 192.0.2.10:24254\n  telekad lookup 192.0.2.7:24254 --bootstrap 192.0.2.1:24254\n  telekad simulate --nodes 2000 --lookups 1000 --json"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

@@ -35,6 +35,9 @@ pub async fn run(a: RunArgs) -> Result<ExitCode, String> {
                 .filter_map(|s| s.parse::<SocketAddr>().ok()),
         );
     }
+    // Install the signal handlers before anything is announced, so that an early Ctrl-C
+    // still saves and exits 0.
+    let stop = stop_signal().map_err(|e| format!("cannot install the signal handler: {e}"))?;
     let node = Node::start(cfg.clone()).await.map_err(|e| e.to_string())?;
     tracing::info!(
         addr = %node.local_addr(),
@@ -43,12 +46,34 @@ pub async fn run(a: RunArgs) -> Result<ExitCode, String> {
         bootstrap = cfg.bootstrap.len(),
         "telekad node running; Ctrl-C to stop"
     );
-    tokio::signal::ctrl_c()
-        .await
-        .map_err(|e| format!("cannot wait for Ctrl-C: {e}"))?;
+    stop.await;
     tracing::info!("stopping: saving state");
     node.shutdown()
         .await
         .map_err(|e| format!("could not save state: {e}"))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C (SIGINT) or, on Unix, SIGTERM (how service managers stop a node).
+/// The handlers are registered when this is called, not when it is first polled.
+#[cfg(unix)]
+fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    let mut c = tokio::signal::windows::ctrl_c()?;
+    Ok(async move {
+        c.recv().await;
+    })
 }
