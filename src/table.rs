@@ -1,10 +1,9 @@
 //! The routing table: k-buckets by common-prefix length, diversity caps, replacement caches.
 
-use crate::addr::{subnet, Subnet};
+use crate::addr::subnet;
 use crate::id::NodeId;
 use crate::time::Time;
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// A verified contact: an address that answered us, and what we measured about it.
@@ -111,10 +110,6 @@ pub struct RoutingTable {
     own: NodeId,
     cfg: TableConfig,
     buckets: Vec<Bucket>,
-    per_ip: HashMap<IpAddr, usize>,
-    per_subnet: HashMap<Subnet, usize>,
-    /// Bucket index of every contact, so membership needs no hashing of the address.
-    index: HashMap<SocketAddr, u8>,
     len: usize,
 }
 
@@ -125,9 +120,6 @@ impl RoutingTable {
             own,
             cfg,
             buckets: Vec::new(),
-            per_ip: HashMap::new(),
-            per_subnet: HashMap::new(),
-            index: HashMap::new(),
             len: 0,
         }
     }
@@ -202,43 +194,22 @@ impl RoutingTable {
         &mut self.buckets[idx]
     }
 
+    /// Whether a diversity cap keeps `addr` out. Counted over the table on demand (a few
+    /// hundred compares, only when a new contact could go in) rather than kept in maps.
     fn capped(&self, addr: SocketAddr) -> bool {
-        let ip = crate::addr::canonical(addr).ip();
-        let over =
-            |count: Option<&usize>, cap: usize| cap > 0 && count.copied().unwrap_or(0) >= cap;
-        over(self.per_ip.get(&ip), self.cfg.max_per_ip)
-            || over(self.per_subnet.get(&subnet(ip)), self.cfg.max_per_subnet)
-    }
-
-    fn count(&mut self, addr: SocketAddr, idx: usize, up: bool) {
-        if up {
-            self.index.insert(addr, idx as u8);
-        } else {
-            self.index.remove(&addr);
+        let (ip_cap, net_cap) = (self.cfg.max_per_ip, self.cfg.max_per_subnet);
+        if ip_cap == 0 && net_cap == 0 {
+            return false;
         }
         let ip = crate::addr::canonical(addr).ip();
-        let bump = |n: &mut usize| {
-            if up {
-                *n += 1
-            } else {
-                *n = n.saturating_sub(1)
-            }
-        };
-        bump(self.per_ip.entry(ip).or_insert(0));
-        bump(self.per_subnet.entry(subnet(ip)).or_insert(0));
-        if !up {
-            if self.per_ip.get(&ip) == Some(&0) {
-                self.per_ip.remove(&ip);
-            }
-            if self.per_subnet.get(&subnet(ip)) == Some(&0) {
-                self.per_subnet.remove(&subnet(ip));
-            }
+        let net = subnet(ip);
+        let (mut same_ip, mut same_net) = (0, 0);
+        for c in self.contacts() {
+            let cip = c.addr.ip();
+            same_ip += usize::from(cip == ip);
+            same_net += usize::from(subnet(cip) == net);
         }
-        if up {
-            self.len += 1;
-        } else {
-            self.len -= 1;
-        }
+        (ip_cap > 0 && same_ip >= ip_cap) || (net_cap > 0 && same_net >= net_cap)
     }
 
     /// Records that `addr` answered us at `now` (with an RTT sample if one was measured).
@@ -283,7 +254,7 @@ impl RoutingTable {
         }
         bucket.entries.push(c);
         bucket.last_active = now;
-        self.count(addr, idx, true);
+        self.len += 1;
         Seen::Added
     }
 
@@ -309,7 +280,7 @@ impl RoutingTable {
             return false;
         }
         bucket.entries.remove(pos);
-        self.count(addr, idx, false);
+        self.len -= 1;
         self.promote_spare(idx);
         true
     }
@@ -323,7 +294,6 @@ impl RoutingTable {
         if let Some(p) = pick {
             let bucket = &mut self.buckets[idx];
             let c = bucket.spares.remove(p);
-            let addr = c.addr;
             // Keep least-recently-seen order.
             let at = bucket
                 .entries
@@ -331,7 +301,7 @@ impl RoutingTable {
                 .position(|e| e.last_seen > c.last_seen)
                 .unwrap_or(bucket.entries.len());
             bucket.entries.insert(at, c);
-            self.count(addr, idx, true);
+            self.len += 1;
         }
     }
 
@@ -349,7 +319,7 @@ impl RoutingTable {
             return false;
         };
         bucket.entries.remove(pos);
-        self.count(addr, idx, false);
+        self.len -= 1;
         self.promote_spare(idx);
         true
     }
