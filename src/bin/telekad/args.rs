@@ -1,7 +1,34 @@
 //! Argument parsing helpers shared by the subcommands.
 
+use clap::Args;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+
+/// Where a node joins the network: `--bootstrap` addresses and the `--public` switch.
+#[derive(Args, Debug, Clone)]
+pub struct BootstrapArgs {
+    /// A node to bootstrap from (IP:PORT); repeat for more.
+    #[arg(long, value_parser = peer_addr)]
+    pub bootstrap: Vec<SocketAddr>,
+    /// Also bootstrap from the well-known public cjp2p nodes (contacts the internet).
+    #[arg(long)]
+    pub public: bool,
+}
+
+impl BootstrapArgs {
+    /// The bootstrap addresses, the public nodes included when `--public` was given.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        let mut out = self.bootstrap.clone();
+        if self.public {
+            out.extend(
+                telekad::PUBLIC_BOOTSTRAP
+                    .iter()
+                    .filter_map(|s| s.parse::<SocketAddr>().ok()),
+            );
+        }
+        out
+    }
+}
 
 /// Parses `IP:PORT` (or `host:port`, resolved now) with an error that shows the expected form.
 pub fn peer_addr(s: &str) -> Result<SocketAddr, String> {

@@ -1,6 +1,6 @@
 //! `telekad lookup`: start a node, join, find the k nodes closest to an ID, and print them.
 
-use crate::args::{bind_addr, default_data_dir, peer_addr};
+use crate::args::{bind_addr, default_data_dir, BootstrapArgs};
 use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,12 +20,8 @@ pub struct LookupArgs {
     /// Read bootstrap contacts from this data directory's saved table (never written).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// A node to bootstrap from (IP:PORT); repeat for more.
-    #[arg(long, value_parser = peer_addr)]
-    bootstrap: Vec<SocketAddr>,
-    /// Also bootstrap from the well-known public cjp2p nodes (contacts the internet).
-    #[arg(long)]
-    public: bool,
+    #[command(flatten)]
+    join: BootstrapArgs,
     /// Print the result as one JSON object.
     #[arg(long)]
     json: bool,
@@ -50,14 +46,7 @@ pub async fn run(a: LookupArgs) -> Result<ExitCode, String> {
     let mut cfg = NodeConfig::new(a.bind);
     cfg.data_dir = Some(a.data_dir.unwrap_or_else(default_data_dir));
     cfg.read_only = true;
-    cfg.bootstrap = a.bootstrap;
-    if a.public {
-        cfg.bootstrap.extend(
-            telekad::PUBLIC_BOOTSTRAP
-                .iter()
-                .filter_map(|s| s.parse::<SocketAddr>().ok()),
-        );
-    }
+    cfg.bootstrap = a.join.addrs();
     let saved = cfg
         .data_dir
         .as_deref()

@@ -1,6 +1,6 @@
 //! `telekad run`: one long-running node.
 
-use crate::args::{bind_addr, default_data_dir, peer_addr};
+use crate::args::{bind_addr, default_data_dir, BootstrapArgs};
 use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,25 +16,14 @@ pub struct RunArgs {
     /// Directory for the saved routing table [default: ~/.local/share/telekad].
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// A node to bootstrap from (IP:PORT); repeat for more.
-    #[arg(long, value_parser = peer_addr)]
-    bootstrap: Vec<SocketAddr>,
-    /// Also bootstrap from the well-known public cjp2p nodes (contacts the internet).
-    #[arg(long)]
-    public: bool,
+    #[command(flatten)]
+    join: BootstrapArgs,
 }
 
 pub async fn run(a: RunArgs) -> Result<ExitCode, String> {
     let mut cfg = NodeConfig::new(a.bind);
     cfg.data_dir = Some(a.data_dir.unwrap_or_else(default_data_dir));
-    cfg.bootstrap = a.bootstrap;
-    if a.public {
-        cfg.bootstrap.extend(
-            telekad::PUBLIC_BOOTSTRAP
-                .iter()
-                .filter_map(|s| s.parse::<SocketAddr>().ok()),
-        );
-    }
+    cfg.bootstrap = a.join.addrs();
     // Install the signal handlers before anything is announced, so that an early Ctrl-C
     // still saves and exits 0.
     let stop = stop_signal().map_err(|e| format!("cannot install the signal handler: {e}"))?;
