@@ -36,6 +36,9 @@ pub struct Config {
     /// Size first-contact requests are padded to, so a full answer fits the amplification
     /// limit of a peer that has not verified us yet (0 = no padding).
     pub first_contact_padding: usize,
+    /// A short-lived client (e.g. `telekad lookup`): it answers no request, so it never
+    /// echoes another node's ping and is never put in anyone's routing table.
+    pub read_only: bool,
     /// Reports of our address needed (from distinct IPs, and a majority of the recent ones)
     /// before a new public address is adopted.
     pub address_quorum: usize,
@@ -59,6 +62,7 @@ impl Default for Config {
             max_lookups: 64,
             first_contact_padding: 640,
             address_quorum: 3,
+            read_only: false,
         }
     }
 }

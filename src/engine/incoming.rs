@@ -244,7 +244,7 @@ impl Engine {
             || list_supported
             || !echoes.is_empty()
             || content.is_some();
-        if !is_request {
+        if !is_request || self.cfg.read_only {
             return;
         }
         let verified = matches!(check, Some(CookieCheck::Current | CookieCheck::Previous));

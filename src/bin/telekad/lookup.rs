@@ -46,6 +46,8 @@ pub async fn run(a: LookupArgs) -> Result<ExitCode, String> {
     let mut cfg = NodeConfig::new(a.bind);
     cfg.data_dir = Some(a.data_dir.unwrap_or_else(default_data_dir));
     cfg.read_only = true;
+    // A one-shot client: others must not keep it as a contact once it is gone.
+    cfg.engine.read_only = true;
     cfg.bootstrap = a.join.addrs();
     let saved = cfg
         .data_dir
