@@ -40,8 +40,8 @@ fn a_read_only_client_finds_nodes_but_is_never_kept() {
         .enumerate()
         .map(|(i, a)| Engine::new(Config::default(), *a, i as u64, Time::ZERO))
         .collect();
-    for i in 1..11 {
-        engines[i].bootstrap(Time::ZERO, &[addrs[0]]);
+    for e in &mut engines[1..11] {
+        e.bootstrap(Time::ZERO, &[addrs[0]]);
     }
     let mut now = settle(&mut engines, &addrs, Time::ZERO);
     now = settle(&mut engines, &addrs, now + Duration::from_secs(5));
