@@ -59,6 +59,7 @@ pub mod id;
 pub mod lookup;
 pub mod persist;
 pub mod public_addr;
+pub mod records;
 pub mod rng;
 pub mod sim;
 pub mod stats;

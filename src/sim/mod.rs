@@ -71,6 +71,7 @@ pub struct Sim {
     cfg: SimConfig,
     nodes: Vec<Option<Engine>>,
     addrs: Vec<SocketAddr>,
+    ids: Vec<NodeId>,
     index: HashMap<SocketAddr, usize>,
     now: Time,
     queue: BinaryHeap<Reverse<(Time, Pending)>>,
@@ -111,11 +112,13 @@ impl Sim {
             })
             .collect();
         let index = addrs.iter().enumerate().map(|(i, a)| (*a, i)).collect();
+        let ids = addrs.iter().map(|a| NodeId::of_addr(*a)).collect();
         let n = cfg.nodes;
         let mut sim = Sim {
             cfg,
             nodes,
             addrs,
+            ids,
             index,
             now: Time::ZERO,
             queue: BinaryHeap::new(),
@@ -358,19 +361,25 @@ impl Sim {
             .push(Reverse((t, Pending::Wake(i, self.wake_gen[i]))));
     }
 
-    /// The `k` live nodes nearest to `target`, by brute force.
+    /// The ID of node `i`.
+    pub fn id(&self, i: usize) -> NodeId {
+        self.ids[i]
+    }
+
+    /// The `k` live nodes nearest to `target`, by brute force, nearest first.
     pub fn true_closest(&self, target: &NodeId, k: usize) -> Vec<SocketAddr> {
-        let mut v: Vec<(crate::id::Distance, SocketAddr)> = (0..self.nodes.len())
+        if k == 0 {
+            return Vec::new();
+        }
+        let mut v: Vec<(crate::id::Distance, usize)> = (0..self.nodes.len())
             .filter(|&i| self.is_alive(i))
-            .map(|i| {
-                (
-                    NodeId::of_addr(self.addrs[i]).distance(target),
-                    self.addrs[i],
-                )
-            })
+            .map(|i| (self.ids[i].distance(target), i))
             .collect();
+        if v.len() > k {
+            v.select_nth_unstable(k - 1);
+            v.truncate(k);
+        }
         v.sort_unstable();
-        v.truncate(k);
-        v.into_iter().map(|(_, a)| a).collect()
+        v.into_iter().map(|(_, i)| self.addrs[i]).collect()
     }
 }

@@ -31,7 +31,7 @@ impl Sim {
         let mut rng = NodeRng::from_u64(seed);
         let mut sorted: Vec<(NodeId, usize)> = (0..self.len())
             .filter(|&i| self.is_alive(i))
-            .map(|i| (NodeId::of_addr(self.addr(i)), i))
+            .map(|i| (self.id(i), i))
             .collect();
         sorted.sort_unstable();
         let now = self.now();
@@ -39,7 +39,7 @@ impl Sim {
             if !self.is_alive(i) {
                 continue;
             }
-            let me = NodeId::of_addr(self.addr(i));
+            let me = self.id(i);
             let k = self.cfg.engine.table.k;
             let mut picks = Vec::new();
             for b in 0..256 {
