@@ -155,9 +155,16 @@ fn describe(m: &Message) -> Value {
         } => json!({"Content": {
             "id": id.to_hex(), "offset": offset, "data_hex": hex::encode(data), "eof": eof,
         }}),
-        Message::MaybeTheyHaveSome { id, peers } => json!({"MaybeTheyHaveSome": {
-            "id": id.to_hex(), "peers": addrs_json(peers),
+        Message::MaybeTheyHaveSome {
+            id,
+            peers,
+            holders,
+            notes,
+        } => json!({"MaybeTheyHaveSome": {
+            "id": id.to_hex(), "peers": addrs_json(peers), "holders": holders, "notes": notes,
         }}),
+        Message::IHaveSome { id, note } => json!({"IHaveSome": {"id": id.to_hex(), "note": note}}),
+        Message::WhoHasSome { id } => json!({"WhoHasSome": {"id": id.to_hex()}}),
         Message::PleaseListSupportedMessages => json!({"PleaseListSupportedMessages": {}}),
         Message::SupportedMessages => json!({"SupportedMessages": {}}),
         Message::Padding { len } => json!({"Padding": {"len": len}}),
@@ -231,11 +238,36 @@ fn build(v: &Value) -> Message {
             }
         }
         "MaybeTheyHaveSome" => {
-            only_keys(b, &["id", "peers"]);
+            only_keys(b, &["id", "peers", "holders", "notes"]);
             Message::MaybeTheyHaveSome {
                 id: id(s(b, "id")),
                 peers: addrs("peers"),
+                holders: b.get("holders").and_then(Value::as_u64).unwrap_or(0) as usize,
+                notes: b
+                    .get("notes")
+                    .and_then(Value::as_array)
+                    .map(|l| {
+                        l.iter()
+                            .map(|n| n.as_str().expect("note").to_owned())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             }
+        }
+        "IHaveSome" => {
+            only_keys(b, &["id", "note"]);
+            Message::IHaveSome {
+                id: id(s(b, "id")),
+                note: b
+                    .get("note")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+            }
+        }
+        "WhoHasSome" => {
+            only_keys(b, &["id"]);
+            Message::WhoHasSome { id: id(s(b, "id")) }
         }
         "PleaseListSupportedMessages" => {
             only_keys(b, &[]);
@@ -272,9 +304,16 @@ fn as_received(m: Message) -> Message {
             peers: peers.into_iter().map(canonical).collect(),
             target,
         },
-        Message::MaybeTheyHaveSome { id, peers } => Message::MaybeTheyHaveSome {
+        Message::MaybeTheyHaveSome {
+            id,
+            peers,
+            holders,
+            notes,
+        } => Message::MaybeTheyHaveSome {
             id,
             peers: peers.into_iter().map(canonical).collect(),
+            holders,
+            notes,
         },
         Message::YourAddressIs { addr } => Message::YourAddressIs {
             addr: canonical(addr),

@@ -57,6 +57,8 @@ SUPPORTED = [
     "PleaseSendContent",
     "Content",
     "MaybeTheyHaveSome",
+    "IHaveSome",
+    "WhoHasSome",
     "PleaseListSupportedMessages",
 ]
 
@@ -165,8 +167,17 @@ def CONTENT(id_, offset, data, eof):
     return {"Content": {"id": id_, "offset": offset, "data_hex": data.hex(), "eof": eof}}
 
 
-def MAYBE(id_, peers):
-    return {"MaybeTheyHaveSome": {"id": id_, "peers": peers}}
+def MAYBE(id_, peers, holders=0, notes=()):
+    return {"MaybeTheyHaveSome": {"id": id_, "peers": peers, "holders": holders,
+                                  "notes": list(notes)}}
+
+
+def IHAVE(id_, note=""):
+    return {"IHaveSome": {"id": id_, "note": note}}
+
+
+def WHO(id_):
+    return {"WhoHasSome": {"id": id_}}
 
 
 def PLSM():
@@ -519,6 +530,36 @@ def packets():
             ]
         ),
     )
+
+    # Announcements and holder queries (telekad's content and topic messages).
+    add(
+        "maybe_they_have_some_with_holders",
+        ok([MAYBE(ID_CONTENT, ["192.0.2.1:24254", "192.0.2.2:24254", "192.0.2.3:24254"], 2,
+                  ["players 4/10", "map \u00e9t\u00e9 \"x\""])]),
+        j([{"MaybeTheyHaveSome": {
+            "id": ID_CONTENT,
+            "peers": ["192.0.2.1:24254", "192.0.2.2:24254", "192.0.2.3:24254"],
+            "holders": 2, "notes": ["players 4/10", "map \u00e9t\u00e9 \"x\"", "extra"]}}]),
+        note="notes past the holders are ignored; notes are JSON strings (escapes allowed)",
+    )
+    add(
+        "maybe_they_have_some_holders_capped",
+        ok([MAYBE(ID_CONTENT, ["192.0.2.1:24254"], 1, ["", ""][:1])]),
+        j([{"MaybeTheyHaveSome": {"id": ID_CONTENT, "peers": ["192.0.2.1:24254"],
+                                  "holders": 9, "notes": [7]}}]),
+        note="holders beyond the list are capped; a note that is not a string is empty",
+    )
+    add("i_have_some", ok([IHAVE(ID_CONTENT, "players 4/10")]),
+        j([{"IHaveSome": {"id": ID_CONTENT, "note": "players 4/10"}}]))
+    add("i_have_some_no_note", ok([IHAVE(ID_CONTENT)]), j([{"IHaveSome": {"id": ID_CONTENT}}]))
+    add(
+        "i_have_some_bad",
+        ok([], malformed=3),
+        j([{"IHaveSome": {"id": ID_CONTENT, "note": "x" * 257}},
+           {"IHaveSome": {"id": "../etc"}}, {"IHaveSome": {"note": "x"}}]),
+        note="a note over 256 bytes, a bad id or no id make the announcement malformed",
+    )
+    add("who_has_some", ok([WHO(ID_CONTENT)]), j([{"WhoHasSome": {"id": ID_CONTENT}}]))
 
     # Supported messages, padding.
     add("please_list_supported_messages", ok([PLSM()]), '[{"PleaseListSupportedMessages":{}}]')
@@ -1054,6 +1095,16 @@ def encode():
         '{"MaybeTheyHaveSome":{"id":"%s","peers":["192.0.2.1:24254","[2001:db8::2]:24254"]}}'
         % ID_CONTENT,
     )
+    add(
+        "maybe_they_have_some_with_holders",
+        MAYBE(ID_CONTENT, ["192.0.2.1:24254", "192.0.2.2:24254"], 1, ["players \"4\"/10"]),
+        '{"MaybeTheyHaveSome":{"id":"%s","peers":["192.0.2.1:24254","192.0.2.2:24254"],'
+        '"holders":1,"notes":["players \\"4\\"/10"]}}' % ID_CONTENT,
+    )
+    add("i_have_some", IHAVE(ID_CONTENT, "map: dust"),
+        '{"IHaveSome":{"id":"%s","note":"map: dust"}}' % ID_CONTENT)
+    add("i_have_some_no_note", IHAVE(ID_CONTENT), '{"IHaveSome":{"id":"%s"}}' % ID_CONTENT)
+    add("who_has_some", WHO(ID_CONTENT), '{"WhoHasSome":{"id":"%s"}}' % ID_CONTENT)
     add("please_list_supported_messages", PLSM(), '{"PleaseListSupportedMessages":{}}')
     add(
         "supported_messages",

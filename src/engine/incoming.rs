@@ -269,7 +269,7 @@ impl Engine {
         if let Some(id) = content {
             // Content we do not hold: point the asker at the contacts closest to its id.
             let list = self.closest_except(&id, src);
-            match w.push_maybe(id, &list, 0) {
+            match w.push_maybe(id, &list, 0, &[], 0) {
                 Some(n) => {
                     self.stats.count_out("MaybeTheyHaveSome");
                     trimmed |= n < list.len();

@@ -226,6 +226,24 @@ struct MaybeBody<'a> {
     id: Cow<'a, str>,
     #[serde(borrow)]
     peers: Vec<Text<'a>>,
+    #[serde(default)]
+    holders: usize,
+    #[serde(default, borrow)]
+    notes: Vec<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+struct AnnounceBody<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(default, borrow)]
+    note: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct IdBody<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
 }
 
 /// An empty-object body; extra fields are allowed and ignored.
@@ -308,10 +326,38 @@ fn decode_element(raw: &RawValue, bad_addresses: &mut u32) -> Result<Message, Sk
         }
         "MaybeTheyHaveSome" => {
             let m: MaybeBody<'_> = body(b)?;
+            let peers = addresses(&m.peers, bad_addresses);
+            let holders = m.holders.min(peers.len());
+            let notes = m
+                .notes
+                .iter()
+                .take(holders)
+                .map(|t| match t.0.as_deref() {
+                    Some(n) if n.len() <= crate::records::MAX_NOTE => n.to_owned(),
+                    _ => String::new(),
+                })
+                .collect();
             Message::MaybeTheyHaveSome {
                 id: id(&m.id)?,
-                peers: addresses(&m.peers, bad_addresses),
+                peers,
+                holders,
+                notes,
             }
+        }
+        "IHaveSome" => {
+            let a: AnnounceBody<'_> = body(b)?;
+            let note = a.note.unwrap_or_default();
+            if note.len() > crate::records::MAX_NOTE {
+                return Err(Skip::Malformed);
+            }
+            Message::IHaveSome {
+                id: id(&a.id)?,
+                note: note.into_owned(),
+            }
+        }
+        "WhoHasSome" => {
+            let w: IdBody<'_> = body(b)?;
+            Message::WhoHasSome { id: id(&w.id)? }
         }
         "PleaseListSupportedMessages" => {
             body::<EmptyBody>(b)?;

@@ -64,10 +64,35 @@ impl Message {
                 out.extend_from_slice(b64.as_bytes());
                 write!(out, "\",\"eof\":{eof}}}}}")
             }
-            Message::MaybeTheyHaveSome { id, peers } => {
+            Message::MaybeTheyHaveSome {
+                id,
+                peers,
+                holders,
+                notes,
+            } => {
                 write!(out, "{{\"MaybeTheyHaveSome\":{{\"id\":\"{}\",\"peers\":", id.to_hex())?;
                 write_addrs(out, peers)?;
+                let holders = (*holders).min(peers.len());
+                if holders > 0 {
+                    write!(out, ",\"holders\":{holders}")?;
+                    let notes = &notes[..notes.len().min(holders)];
+                    if notes.iter().any(|n| !n.is_empty()) {
+                        out.extend_from_slice(b",\"notes\":");
+                        serde_json::to_writer(&mut *out, notes).map_err(std::io::Error::other)?;
+                    }
+                }
                 write!(out, "}}}}")
+            }
+            Message::IHaveSome { id, note } => {
+                write!(out, "{{\"IHaveSome\":{{\"id\":\"{}\"", id.to_hex())?;
+                if !note.is_empty() {
+                    out.extend_from_slice(b",\"note\":");
+                    serde_json::to_writer(&mut *out, note).map_err(std::io::Error::other)?;
+                }
+                write!(out, "}}}}")
+            }
+            Message::WhoHasSome { id } => {
+                write!(out, "{{\"WhoHasSome\":{{\"id\":\"{}\"}}}}", id.to_hex())
             }
             Message::SupportedMessages => {
                 write!(out, "{{\"SupportedMessages\":{{\"schema\":{{\"messages\":")?;
@@ -196,12 +221,36 @@ impl PacketWriter {
         self.push_longest(peers, min, make)
     }
 
-    /// Appends a `MaybeTheyHaveSome` with as many of `peers` as fit (at least `min`).
-    pub fn push_maybe(&mut self, id: NodeId, peers: &[SocketAddr], min: usize) -> Option<usize> {
+    /// Appends a `MaybeTheyHaveSome` with as many of `peers` as fit (at least `min`); the
+    /// first `holders` of them are holders, with `notes`.
+    pub fn push_maybe(
+        &mut self,
+        id: NodeId,
+        peers: &[SocketAddr],
+        holders: usize,
+        notes: &[String],
+        min: usize,
+    ) -> Option<usize> {
         let make = |n: usize| Message::MaybeTheyHaveSome {
             id,
             peers: peers[..n].to_vec(),
+            holders: holders.min(n),
+            notes: notes[..notes.len().min(holders.min(n))].to_vec(),
         };
+        // Notes make entries uneven, so with holders present find the longest fit by trying.
+        if holders > 0 {
+            let mut n = peers.len();
+            while n >= min {
+                if make(n).encoded_len() <= self.room() {
+                    return self.push(&make(n)).then_some(n);
+                }
+                if n == 0 {
+                    break;
+                }
+                n -= 1;
+            }
+            return None;
+        }
         self.push_longest(peers, min, make)
     }
 

@@ -138,12 +138,33 @@ pub enum Message {
         /// Total length of the whole content.
         eof: u64,
     },
-    /// `{"MaybeTheyHaveSome":{"id":"<hex>","peers":[...]}}`: ask these about `id`.
+    /// `{"MaybeTheyHaveSome":{"id":"<hex>","peers":[...],"holders":n,"notes":[...]}}`: ask
+    /// these about `id`. telekad lists the known holders first and says how many they are
+    /// (`holders`, with their announcement notes); old nodes ignore those two fields.
     MaybeTheyHaveSome {
-        /// The content id.
+        /// The content id or topic key.
         id: NodeId,
         /// Holders, then contacts close to `id`.
         peers: Vec<SocketAddr>,
+        /// How many of `peers`, from the front, announced that they hold `id`.
+        holders: usize,
+        /// The holders' notes, in order (may be shorter than `holders`: missing notes are
+        /// empty).
+        notes: Vec<String>,
+    },
+    /// `{"IHaveSome":{"id":"<hex>","note":"..."}}`: the sender holds `id` (content, or
+    /// membership of a topic) and asks the receiver to record its address for a while.
+    IHaveSome {
+        /// The content id or topic key.
+        id: NodeId,
+        /// A short note (at most 256 bytes): players, map name, ...
+        note: String,
+    },
+    /// `{"WhoHasSome":{"id":"<hex>"}}`: ask for the recorded holders of `id` and the contacts
+    /// closest to it (answered with `MaybeTheyHaveSome`).
+    WhoHasSome {
+        /// The content id or topic key.
+        id: NodeId,
     },
     /// `{"PleaseListSupportedMessages":{}}`.
     PleaseListSupportedMessages,
@@ -176,6 +197,8 @@ impl Message {
             Message::PleaseSendContent { .. } => "PleaseSendContent",
             Message::Content { .. } => "Content",
             Message::MaybeTheyHaveSome { .. } => "MaybeTheyHaveSome",
+            Message::IHaveSome { .. } => "IHaveSome",
+            Message::WhoHasSome { .. } => "WhoHasSome",
             Message::PleaseListSupportedMessages => "PleaseListSupportedMessages",
             Message::SupportedMessages => "SupportedMessages",
             Message::Padding { .. } => "Padding",
@@ -197,5 +220,7 @@ pub const SUPPORTED_MESSAGES: &[&str] = &[
     "PleaseSendContent",
     "Content",
     "MaybeTheyHaveSome",
+    "IHaveSome",
+    "WhoHasSome",
     "PleaseListSupportedMessages",
 ];
