@@ -1,6 +1,7 @@
 //! Engine configuration: every tunable with its default.
 
 use crate::lookup::LookupConfig;
+use crate::records::RecordConfig;
 use crate::table::TableConfig;
 use std::time::Duration;
 
@@ -11,6 +12,10 @@ pub struct Config {
     pub table: TableConfig,
     /// Lookup parameters (alpha, timeouts, deadline).
     pub lookup: LookupConfig,
+    /// Limits of the records this node keeps for announcers (TTL, quotas).
+    pub records: RecordConfig,
+    /// How often our own announcements are repeated (before the records' TTL runs out).
+    pub reannounce: Duration,
     /// A bucket with no activity for this long is refreshed by a lookup of a random ID in it.
     pub refresh_interval: Duration,
     /// Longest wait between self-lookups (they start 1 s apart after joining and double).
@@ -49,6 +54,8 @@ impl Default for Config {
         Config {
             table: TableConfig::default(),
             lookup: LookupConfig::default(),
+            records: RecordConfig::default(),
+            reannounce: Duration::from_secs(15 * 60),
             refresh_interval: Duration::from_secs(15 * 60),
             bootstrap_retry: Duration::from_secs(5 * 60),
             cookie_rotation: Duration::from_secs(10 * 60),

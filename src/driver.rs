@@ -4,7 +4,7 @@
 
 use crate::addr::{canonical, is_loopback};
 use crate::config::Config;
-use crate::engine::{Engine, Event, LookupId, SavedState};
+use crate::engine::{AnnounceError, Engine, Event, Holder, LookupId, SavedState};
 use crate::id::NodeId;
 use crate::lookup::LookupResult;
 use crate::persist;
@@ -115,6 +115,8 @@ impl std::error::Error for NodeGone {}
 
 enum Command {
     Lookup(NodeId, oneshot::Sender<LookupResult>),
+    Find(NodeId, oneshot::Sender<(Vec<Holder>, LookupResult)>),
+    Announce(NodeId, String, oneshot::Sender<Result<(), AnnounceError>>),
     Bootstrap(Vec<SocketAddr>),
     Status(oneshot::Sender<Status>),
     Shutdown(oneshot::Sender<io::Result<()>>),
@@ -175,6 +177,7 @@ impl Node {
             epoch,
             cfg,
             lookups: HashMap::new(),
+            finds: HashMap::new(),
         };
         let task = tokio::spawn(driver.run(rx));
         Ok(Node {
@@ -200,6 +203,31 @@ impl Node {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Command::Lookup(target, tx))
+            .await
+            .map_err(|_| NodeGone)?;
+        rx.await.map_err(|_| NodeGone)
+    }
+
+    /// Collects the recorded holders (announcers) of `id`, with their notes.
+    pub async fn find_holders(&self, id: NodeId) -> Result<(Vec<Holder>, LookupResult), NodeGone> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Find(id, tx))
+            .await
+            .map_err(|_| NodeGone)?;
+        rx.await.map_err(|_| NodeGone)
+    }
+
+    /// Announces that this node holds `id` (or is under topic `id`), with a note, and keeps
+    /// re-announcing while the node runs.
+    pub async fn announce(
+        &self,
+        id: NodeId,
+        note: &str,
+    ) -> Result<Result<(), AnnounceError>, NodeGone> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Announce(id, note.to_owned(), tx))
             .await
             .map_err(|_| NodeGone)?;
         rx.await.map_err(|_| NodeGone)
@@ -251,6 +279,7 @@ struct Driver {
     epoch: Instant,
     cfg: NodeConfig,
     lookups: HashMap<LookupId, oneshot::Sender<LookupResult>>,
+    finds: HashMap<LookupId, oneshot::Sender<(Vec<Holder>, LookupResult)>>,
 }
 
 impl Driver {
@@ -315,6 +344,13 @@ impl Driver {
                 let id = self.engine.start_lookup(now, target);
                 self.lookups.insert(id, reply);
             }
+            Command::Find(id, reply) => {
+                let l = self.engine.find_holders(now, id);
+                self.finds.insert(l, reply);
+            }
+            Command::Announce(id, note, reply) => {
+                let _ = reply.send(self.engine.announce(now, id, &note).map(|_| ()));
+            }
             Command::Bootstrap(addrs) => self.engine.bootstrap(now, &addrs),
             Command::Status(reply) => {
                 let _ = reply.send(Status {
@@ -357,6 +393,15 @@ impl Driver {
                 }
                 Event::ContactAdded(a) => tracing::debug!(%a, "contact added"),
                 Event::ContactRemoved(a) => tracing::debug!(%a, "contact removed"),
+                Event::HoldersFound {
+                    id,
+                    holders,
+                    result,
+                } => {
+                    if let Some(reply) = self.finds.remove(&id) {
+                        let _ = reply.send((holders, result));
+                    }
+                }
                 Event::PublicAddressChanged(a) => {
                     tracing::info!(%a, id = %self.engine.id(), "public address learned")
                 }

@@ -55,6 +55,12 @@ pub struct Stats {
     pub lookups_timed_out: u64,
     /// Public addresses adopted.
     pub address_changes: u64,
+    /// Announcements recorded (new or refreshed).
+    pub announcements_stored: u64,
+    /// Announcements refused: the sender had not returned our cookie.
+    pub announcements_unverified: u64,
+    /// Announcements refused by a quota (per IP).
+    pub announcements_refused: u64,
 }
 
 impl Stats {

@@ -54,6 +54,11 @@ impl Engine {
         let verified = matches!(check, Some(CookieCheck::Current | CookieCheck::Previous));
         let new_cookie = self.remember_peer(now, src, &msgs, check);
         self.handle_answers(now, src, &msgs, verified, new_cookie);
+        for m in &msgs {
+            if let Message::IHaveSome { id, note } = m {
+                self.take_announcement(now, src, check, *id, note);
+            }
+        }
         self.reply(now, src, data.len(), check, &msgs);
         self.drive(now);
     }
@@ -170,13 +175,42 @@ impl Engine {
                 Purpose::Lookup(id, target) => {
                     // A Peers naming another target answers another request.
                     let fits = peers_msg.is_some_and(|(_, t)| t.is_none_or(|t| t == target));
-                    let peers: &[(SocketAddr, NodeId)] = if fits { &list } else { &[] };
+                    let maybe = msgs.iter().find_map(|m| match m {
+                        Message::MaybeTheyHaveSome {
+                            id: mid,
+                            peers,
+                            holders,
+                            notes,
+                        } if *mid == target => Some((peers, *holders, notes)),
+                        _ => None,
+                    });
+                    let from_maybe: Vec<(SocketAddr, NodeId)>;
+                    let peers: &[(SocketAddr, NodeId)] = match maybe {
+                        Some((all, holders, notes)) => {
+                            if let Some(task) = self.lookups.get_mut(&id) {
+                                for (i, h) in all.iter().take(holders).enumerate() {
+                                    let note = notes.get(i).cloned().unwrap_or_default();
+                                    task.holders.entry(*h).or_insert(note);
+                                }
+                            }
+                            from_maybe = all[holders..]
+                                .iter()
+                                .filter(|a| !self.is_self(**a))
+                                .take(self.cfg.lookup.max_from_answer)
+                                .map(|a| (*a, NodeId::of_addr(*a)))
+                                .collect();
+                            &from_maybe
+                        }
+                        None if fits => &list,
+                        None => &[],
+                    };
                     if let Some(task) = self.lookups.get_mut(&id) {
                         task.lookup.on_success_with_ids(src, peers, now);
                         self.dirty.insert(id);
                     }
                     self.add_candidates(peers);
                 }
+                Purpose::Announce => {}
                 Purpose::Peers => {
                     self.add_candidates(&list);
                     if new_cookie && !req.with_their_cookie {
@@ -233,7 +267,7 @@ impl Engine {
                 Message::PleaseSendPeers => wants_peers = true,
                 Message::PleaseListSupportedMessages => list_supported = true,
                 Message::PleaseReturnThisMessage(e) => echoes.push(e),
-                Message::PleaseSendContent { id, .. } => {
+                Message::PleaseSendContent { id, .. } | Message::WhoHasSome { id } => {
                     content.get_or_insert(*id);
                 }
                 _ => {}
@@ -267,9 +301,10 @@ impl Engine {
             trimmed |= !self.put(&mut w, &Message::ReturnedMessage(e.clone()));
         }
         if let Some(id) = content {
-            // Content we do not hold: point the asker at the contacts closest to its id.
-            let list = self.closest_except(&id, src);
-            match w.push_maybe(id, &list, 0, &[], 0) {
+            // Content we do not hold: point the asker at the holders we know of, then at the
+            // contacts closest to its id.
+            let (list, holders, notes) = self.holders_then_closest(&id, src, now);
+            match w.push_maybe(id, &list, holders, &notes, 0) {
                 Some(n) => {
                     self.stats.count_out("MaybeTheyHaveSome");
                     trimmed |= n < list.len();

@@ -21,6 +21,7 @@ impl Engine {
             self.refresh_idle(now);
         }
         self.ping_stale(now);
+        self.reannounce_due(now);
         self.next_tick = now + self.cfg.tick;
     }
 

@@ -6,11 +6,13 @@
 //! [`Engine::poll_transmit`] and [`Engine::poll_event`], then sleeps until
 //! [`Engine::poll_timeout`].
 
+mod announce;
 mod incoming;
 mod maintenance;
 mod peers;
 mod requests;
 
+pub use announce::{AnnounceError, MAX_HOLDERS_LISTED};
 pub use incoming::amplification_limit;
 pub use requests::LookupId;
 
@@ -57,6 +59,24 @@ pub enum Event {
     ContactRemoved(SocketAddr),
     /// A majority of verified peers agree we are at this address; the node ID changed.
     PublicAddressChanged(SocketAddr),
+    /// A lookup started with [`Engine::find_holders`] finished.
+    HoldersFound {
+        /// Which lookup.
+        id: LookupId,
+        /// Every announcer of the id that the nodes near it had recorded.
+        holders: Vec<Holder>,
+        /// The lookup itself (the k nodes closest to the id).
+        result: LookupResult,
+    },
+}
+
+/// A node that announced it holds an id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Its note (players, map, ...).
+    pub note: String,
 }
 
 /// Most events kept for an owner that does not drain them.
@@ -67,12 +87,18 @@ enum LookupKind {
     User,
     Bootstrap,
     Refresh,
+    /// Find the k closest to an id, then send them `IHaveSome`.
+    Announce,
+    /// Collect the recorded holders of an id (`WhoHasSome`).
+    Find,
 }
 
 #[derive(Debug, Clone)]
 struct Task {
     lookup: Lookup,
     kind: LookupKind,
+    /// Holders named in answers (Find lookups), with their notes, by address.
+    holders: BTreeMap<SocketAddr, String>,
 }
 
 /// A contact saved across restarts.
@@ -105,6 +131,10 @@ pub struct Engine {
     peers: PeerBook,
     requests: Requests,
     lookups: BTreeMap<LookupId, Task>,
+    /// Records of what other nodes announced to us.
+    records: crate::records::RecordStore,
+    /// What we announce ourselves: id -> (note, next re-announcement).
+    announcing: BTreeMap<NodeId, (String, Time)>,
     /// Lookups that got input since they were last polled.
     dirty: BTreeSet<LookupId>,
     next_lookup: u64,
@@ -139,6 +169,7 @@ impl Engine {
             table: RoutingTable::new(NodeId::of_addr(local), cfg.table.clone()),
             peers: PeerBook::new(cfg.max_peer_book),
             votes: AddressVotes::new(16, cfg.address_quorum),
+            records: crate::records::RecordStore::new(cfg.records.clone()),
             next_tick: now + cfg.tick,
             cfg,
             rng,
@@ -147,6 +178,7 @@ impl Engine {
             jar,
             requests: Requests::default(),
             lookups: BTreeMap::new(),
+            announcing: BTreeMap::new(),
             dirty: BTreeSet::new(),
             next_lookup: 1,
             candidates: VecDeque::new(),
@@ -342,7 +374,14 @@ impl Engine {
         self.next_lookup += 1;
         self.stats.lookups_started += 1;
         let lookup = Lookup::new(target, self.cfg.lookup.clone(), now, seeds);
-        self.lookups.insert(id, Task { lookup, kind });
+        self.lookups.insert(
+            id,
+            Task {
+                lookup,
+                kind,
+                holders: BTreeMap::new(),
+            },
+        );
         self.dirty.insert(id);
         id
     }
@@ -368,7 +407,10 @@ impl Engine {
                 };
                 let target = task.lookup.target();
                 let telekad = self.peers.get(&addr).is_some_and(|p| p.telekad);
-                let mut body = vec![Message::WhereAreThey { target }];
+                let mut body = vec![match task.kind {
+                    LookupKind::Find => Message::WhoHasSome { id: target },
+                    _ => Message::WhereAreThey { target },
+                }];
                 if !telekad {
                     // Old cjp2p nodes ignore WhereAreThey; their Peers still help.
                     body.push(Message::PleaseSendPeers);
@@ -406,6 +448,19 @@ impl Engine {
             LookupKind::User => self.emit(Event::LookupFinished { id, result }),
             LookupKind::Bootstrap => self.refresh_all(now),
             LookupKind::Refresh => {}
+            LookupKind::Announce => self.send_announcements(now, &result),
+            LookupKind::Find => {
+                let holders = task
+                    .holders
+                    .into_iter()
+                    .map(|(addr, note)| Holder { addr, note })
+                    .collect();
+                self.emit(Event::HoldersFound {
+                    id,
+                    holders,
+                    result,
+                });
+            }
         }
     }
 

@@ -21,6 +21,8 @@ pub(crate) enum Purpose {
     Peers,
     /// A step of a lookup.
     Lookup(LookupId, NodeId),
+    /// `IHaveSome` to one of the nodes closest to an id.
+    Announce,
 }
 
 #[derive(Debug, Clone)]

@@ -10,7 +10,7 @@ pub use network::NetConfig;
 pub use scenario::{Scenario, SimReport};
 
 use crate::config::Config;
-use crate::engine::{Engine, Event, LookupId};
+use crate::engine::{Engine, Event, Holder, LookupId};
 use crate::id::NodeId;
 use crate::lookup::LookupResult;
 use crate::rng::NodeRng;
@@ -83,6 +83,7 @@ pub struct Sim {
     sent: u64,
     delivered: u64,
     results: HashMap<(usize, LookupId), LookupResult>,
+    found: HashMap<(usize, LookupId), (Vec<Holder>, LookupResult)>,
 }
 
 const FNV_PRIME: u64 = 0x0100_0000_01b3;
@@ -130,6 +131,7 @@ impl Sim {
             sent: 0,
             delivered: 0,
             results: HashMap::new(),
+            found: HashMap::new(),
         };
         for i in 0..n {
             sim.reschedule(i);
@@ -265,6 +267,31 @@ impl Sim {
         self.take_result(from, id)
     }
 
+    /// Node `i` announces `id` with `note` (and keeps re-announcing while alive).
+    pub fn announce(&mut self, i: usize, id: NodeId, note: &str) -> bool {
+        let now = self.now;
+        let ok = self
+            .nodes
+            .get_mut(i)
+            .and_then(|n| n.as_mut())
+            .is_some_and(|e| e.announce(now, id, note).is_ok());
+        self.after_input(i);
+        ok
+    }
+
+    /// Node `i` collects the holders of `id`; runs until the lookup finishes.
+    pub fn find_holders(&mut self, i: usize, id: NodeId) -> Option<(Vec<Holder>, LookupResult)> {
+        let now = self.now;
+        let l = self.nodes.get_mut(i)?.as_mut()?.find_holders(now, id);
+        self.after_input(i);
+        while !self.found.contains_key(&(i, l)) {
+            if !self.step() {
+                break;
+            }
+        }
+        self.found.remove(&(i, l))
+    }
+
     /// Processes events until virtual time `t`.
     pub fn run_until(&mut self, t: Time) {
         while let Some(Reverse((at, _))) = self.queue.peek() {
@@ -324,8 +351,18 @@ impl Sim {
             out.push(t);
         }
         while let Some(ev) = e.poll_event() {
-            if let Event::LookupFinished { id, result } = ev {
-                self.results.insert((i, id), result);
+            match ev {
+                Event::LookupFinished { id, result } => {
+                    self.results.insert((i, id), result);
+                }
+                Event::HoldersFound {
+                    id,
+                    holders,
+                    result,
+                } => {
+                    self.found.insert((i, id), (holders, result));
+                }
+                _ => {}
             }
         }
         for t in out {
