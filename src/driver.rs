@@ -116,6 +116,7 @@ impl std::error::Error for NodeGone {}
 enum Command {
     Lookup(NodeId, oneshot::Sender<LookupResult>),
     Find(NodeId, oneshot::Sender<(Vec<Holder>, LookupResult)>),
+    Ping(SocketAddr, oneshot::Sender<Option<Duration>>),
     Announce(NodeId, String, oneshot::Sender<Result<(), AnnounceError>>),
     Bootstrap(Vec<SocketAddr>),
     Status(oneshot::Sender<Status>),
@@ -178,6 +179,7 @@ impl Node {
             cfg,
             lookups: HashMap::new(),
             finds: HashMap::new(),
+            pings: HashMap::new(),
         };
         let task = tokio::spawn(driver.run(rx));
         Ok(Node {
@@ -203,6 +205,16 @@ impl Node {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Command::Lookup(target, tx))
+            .await
+            .map_err(|_| NodeGone)?;
+        rx.await.map_err(|_| NodeGone)
+    }
+
+    /// Pings `addr`: its round-trip time, or `None` if it did not answer.
+    pub async fn ping(&self, addr: SocketAddr) -> Result<Option<Duration>, NodeGone> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Ping(addr, tx))
             .await
             .map_err(|_| NodeGone)?;
         rx.await.map_err(|_| NodeGone)
@@ -280,6 +292,7 @@ struct Driver {
     cfg: NodeConfig,
     lookups: HashMap<LookupId, oneshot::Sender<LookupResult>>,
     finds: HashMap<LookupId, oneshot::Sender<(Vec<Holder>, LookupResult)>>,
+    pings: HashMap<SocketAddr, Vec<oneshot::Sender<Option<Duration>>>>,
 }
 
 impl Driver {
@@ -344,6 +357,13 @@ impl Driver {
                 let id = self.engine.start_lookup(now, target);
                 self.lookups.insert(id, reply);
             }
+            Command::Ping(addr, reply) => {
+                if self.engine.ping(now, addr) {
+                    self.pings.entry(canonical(addr)).or_default().push(reply);
+                } else {
+                    let _ = reply.send(None);
+                }
+            }
             Command::Find(id, reply) => {
                 let l = self.engine.find_holders(now, id);
                 self.finds.insert(l, reply);
@@ -393,6 +413,16 @@ impl Driver {
                 }
                 Event::ContactAdded(a) => tracing::debug!(%a, "contact added"),
                 Event::ContactRemoved(a) => tracing::debug!(%a, "contact removed"),
+                Event::Pong { addr, rtt } => {
+                    if let Some(waiting) = self.pings.get_mut(&addr) {
+                        if !waiting.is_empty() {
+                            let _ = waiting.remove(0).send(rtt);
+                        }
+                        if waiting.is_empty() {
+                            self.pings.remove(&addr);
+                        }
+                    }
+                }
                 Event::HoldersFound {
                     id,
                     holders,

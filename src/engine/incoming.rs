@@ -211,6 +211,10 @@ impl Engine {
                     self.add_candidates(peers);
                 }
                 Purpose::Announce => {}
+                Purpose::UserPing => self.emit(Event::Pong {
+                    addr: src,
+                    rtt: Some(now.since(req.sent)),
+                }),
                 Purpose::Peers => {
                     self.add_candidates(&list);
                     if new_cookie && !req.with_their_cookie {

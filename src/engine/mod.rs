@@ -59,6 +59,13 @@ pub enum Event {
     ContactRemoved(SocketAddr),
     /// A majority of verified peers agree we are at this address; the node ID changed.
     PublicAddressChanged(SocketAddr),
+    /// A ping started with [`Engine::ping`] was answered (`rtt`) or given up (`None`).
+    Pong {
+        /// Who was pinged.
+        addr: SocketAddr,
+        /// The round-trip time, if it answered.
+        rtt: Option<Duration>,
+    },
     /// A lookup started with [`Engine::find_holders`] finished.
     HoldersFound {
         /// Which lookup.
@@ -271,6 +278,12 @@ impl Engine {
         // counts against its contact.
         for req in self.requests.expire(now) {
             self.stats.requests_timed_out += 1;
+            if req.purpose == Purpose::UserPing {
+                self.emit(Event::Pong {
+                    addr: req.addr,
+                    rtt: None,
+                });
+            }
             if self.table.failed(req.addr) {
                 self.emit(Event::ContactRemoved(req.addr));
             }
@@ -299,6 +312,14 @@ impl Engine {
         let id = self.start(now, target, LookupKind::User);
         self.drive(now);
         id
+    }
+
+    /// Pings `addr`; the outcome arrives as [`Event::Pong`]. Returns false if too many
+    /// requests are in flight to send it now.
+    pub fn ping(&mut self, now: Time, addr: SocketAddr) -> bool {
+        let ok = self.send_request(now, canonical(addr), Purpose::UserPing, &[]);
+        self.drive(now);
+        ok
     }
 
     /// Remembers contacts from a saved state; they seed the next bootstrap. A saved public

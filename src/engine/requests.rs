@@ -23,6 +23,8 @@ pub(crate) enum Purpose {
     Lookup(LookupId, NodeId),
     /// `IHaveSome` to one of the nodes closest to an id.
     Announce,
+    /// A ping the owner asked for ([`super::Engine::ping`]).
+    UserPing,
 }
 
 #[derive(Debug, Clone)]
@@ -59,7 +61,7 @@ pub(crate) struct Requests {
 }
 
 fn is_ping(p: Purpose) -> bool {
-    matches!(p, Purpose::Ping | Purpose::EvictCheck)
+    matches!(p, Purpose::Ping | Purpose::EvictCheck | Purpose::UserPing)
 }
 
 impl Requests {

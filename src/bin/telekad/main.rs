@@ -5,6 +5,7 @@ mod lookup;
 mod run;
 mod simulate;
 mod swarm;
+mod topics;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -38,6 +39,16 @@ enum Cmd {
         after_help = "Examples:\n  telekad lookup 192.0.2.7:24254 --bootstrap 192.0.2.1:24254\n  telekad lookup 3f5a0c...(64 hex) --data-dir ~/.local/share/telekad --json"
     )]
     Lookup(lookup::LookupArgs),
+    /// Announce this node under a topic (a game lobby, a chat room) until Ctrl-C.
+    #[command(
+        after_help = "Example:\n  telekad announce mygame/lobby --note \"players 4/10, map dust\" --bootstrap 192.0.2.1:24254"
+    )]
+    Announce(topics::AnnounceArgs),
+    /// List the nodes announced under a topic, with their notes and RTT.
+    #[command(
+        after_help = "Example:\n  telekad find mygame/lobby --bootstrap 192.0.2.1:24254 --json"
+    )]
+    Find(topics::FindArgs),
     /// Simulate a network of N engines over a virtual clock and report lookup quality.
     #[command(
         after_help = "Example:\n  telekad simulate --nodes 2000 --lookups 1000 --seed 1 --loss 0.1 --json"
@@ -48,9 +59,11 @@ enum Cmd {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("telekad=info,warn"));
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 
@@ -74,6 +87,8 @@ fn main() -> ExitCode {
                 Cmd::Run(a) => run::run(a).await,
                 Cmd::Swarm(a) => swarm::run(a).await,
                 Cmd::Lookup(a) => lookup::run(a).await,
+                Cmd::Announce(a) => topics::announce(a).await,
+                Cmd::Find(a) => topics::find(a).await,
                 Cmd::Simulate(_) => unreachable!("handled above"),
             }
         }),

@@ -46,7 +46,7 @@ pub async fn run(a: RunArgs) -> Result<ExitCode, String> {
 /// Resolves on Ctrl-C (SIGINT) or, on Unix, SIGTERM (how service managers stop a node).
 /// The handlers are registered when this is called, not when it is first polled.
 #[cfg(unix)]
-fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+pub fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
@@ -60,7 +60,7 @@ fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
 
 /// Resolves on Ctrl-C.
 #[cfg(not(unix))]
-fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+pub fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     let mut c = tokio::signal::windows::ctrl_c()?;
     Ok(async move {
         c.recv().await;

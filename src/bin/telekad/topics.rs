@@ -1,0 +1,157 @@
+//! `telekad announce` and `telekad find`: the game-lobby use case. Servers announce under a
+//! topic (SHA-256 of a name such as a game's channel); players list them with notes and RTT.
+
+use crate::args::{bind_addr, default_data_dir, BootstrapArgs};
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use telekad::driver::{Node, NodeConfig};
+use telekad::id::NodeId;
+use telekad::records::MAX_NOTE;
+
+/// The key of a topic: 64 hex digits are taken as the key itself, anything else is a name
+/// whose SHA-256 is the key.
+pub fn topic_key(topic: &str) -> NodeId {
+    NodeId::from_hex(topic).unwrap_or_else(|_| NodeId::of_topic(topic))
+}
+
+/// Options of `telekad announce`.
+#[derive(Args, Debug)]
+pub struct AnnounceArgs {
+    /// The topic: a name (e.g. "mygame/lobby"), or a 64-hex key.
+    topic: String,
+    /// A short note players see (at most 256 bytes), e.g. "players 4/10, map dust".
+    #[arg(long, default_value = "")]
+    note: String,
+    /// UDP address to listen on (players and other nodes must reach it).
+    #[arg(long, default_value = "0.0.0.0:24254", value_parser = bind_addr)]
+    bind: SocketAddr,
+    /// Directory for the saved routing table [default: ~/.local/share/telekad].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    join: BootstrapArgs,
+}
+
+/// Options of `telekad find`.
+#[derive(Args, Debug)]
+pub struct FindArgs {
+    /// The topic: a name (e.g. "mygame/lobby"), or a 64-hex key.
+    topic: String,
+    /// UDP address for this short-lived node (port 0: any free port).
+    #[arg(long, default_value = "0.0.0.0:0", value_parser = bind_addr)]
+    bind: SocketAddr,
+    /// Read bootstrap contacts from this data directory's saved table (never written).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    join: BootstrapArgs,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+fn need_seeds(cfg: &NodeConfig) -> Result<(), String> {
+    let saved = cfg
+        .data_dir
+        .as_deref()
+        .and_then(|d| telekad::driver::load_state(d).ok().flatten())
+        .map_or(0, |s| s.contacts.len());
+    if cfg.bootstrap.is_empty() && saved == 0 {
+        return Err(
+            "nothing to bootstrap from: pass --bootstrap IP:PORT, or --data-dir of a node \
+                    that has run before, or --public"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+pub async fn announce(a: AnnounceArgs) -> Result<ExitCode, String> {
+    if a.note.len() > MAX_NOTE {
+        return Err(format!(
+            "--note is {} bytes; the limit is {MAX_NOTE} bytes, shorten it",
+            a.note.len()
+        ));
+    }
+    let key = topic_key(&a.topic);
+    let mut cfg = NodeConfig::new(a.bind);
+    cfg.data_dir = Some(a.data_dir.unwrap_or_else(default_data_dir));
+    cfg.bootstrap = a.join.addrs();
+    need_seeds(&cfg)?;
+    let stop =
+        crate::run::stop_signal().map_err(|e| format!("cannot install the signal handler: {e}"))?;
+    let node = Node::start(cfg).await.map_err(|e| e.to_string())?;
+    node.announce(key, &a.note)
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    tracing::info!(
+        topic = %a.topic,
+        key = %key,
+        addr = %node.local_addr(),
+        "announcing (repeated before records expire); Ctrl-C to stop"
+    );
+    stop.await;
+    node.shutdown()
+        .await
+        .map_err(|e| format!("could not save state: {e}"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn find(a: FindArgs) -> Result<ExitCode, String> {
+    let key = topic_key(&a.topic);
+    let mut cfg = NodeConfig::new(a.bind);
+    cfg.data_dir = Some(a.data_dir.unwrap_or_else(default_data_dir));
+    cfg.read_only = true;
+    cfg.engine.read_only = true;
+    cfg.bootstrap = a.join.addrs();
+    need_seeds(&cfg)?;
+    let node = Node::start(cfg).await.map_err(|e| e.to_string())?;
+    let (holders, result) = node.find_holders(key).await.map_err(|e| e.to_string())?;
+    let mut rows = Vec::with_capacity(holders.len());
+    for h in &holders {
+        let rtt = node.ping(h.addr).await.map_err(|e| e.to_string())?;
+        rows.push((h.addr, h.note.clone(), rtt));
+    }
+    let _ = node.shutdown().await;
+    if a.json {
+        let list: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(addr, note, rtt)| {
+                serde_json::json!({
+                    "addr": addr.to_string(),
+                    "note": note,
+                    "rtt_ms": rtt.map(|d| d.as_secs_f64() * 1000.0),
+                })
+            })
+            .collect();
+        let v = serde_json::json!({
+            "topic": a.topic,
+            "key": key.to_hex(),
+            "announcers": list,
+            "nodes_asked": result.queried,
+            "nodes_answered": result.answered,
+        });
+        println!("{v}");
+    } else {
+        println!(
+            "{} announcer(s) under {:?} ({})",
+            rows.len(),
+            a.topic,
+            key.to_hex()
+        );
+        for (addr, note, rtt) in &rows {
+            let rtt = rtt.map_or("no answer".to_string(), |d| {
+                format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+            });
+            println!("  {:<46} {:>12}  {note}", addr.to_string(), rtt);
+        }
+    }
+    if result.answered == 0 {
+        eprintln!("telekad: error: no node answered; check --bootstrap");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
