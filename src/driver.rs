@@ -4,7 +4,7 @@
 
 use crate::addr::{canonical, is_loopback};
 use crate::config::Config;
-use crate::engine::{AnnounceError, Engine, Event, Holder, LookupId, SavedState};
+use crate::engine::{AnnounceError, BlockSource, Engine, Event, Holder, LookupId, SavedState};
 use crate::id::NodeId;
 use crate::lookup::LookupResult;
 use crate::persist;
@@ -117,6 +117,7 @@ enum Command {
     Lookup(NodeId, oneshot::Sender<LookupResult>),
     Find(NodeId, oneshot::Sender<(Vec<Holder>, LookupResult)>),
     Ping(SocketAddr, oneshot::Sender<Option<Duration>>),
+    Hold(NodeId, Arc<dyn BlockSource>),
     Announce(NodeId, String, oneshot::Sender<Result<(), AnnounceError>>),
     Bootstrap(Vec<SocketAddr>),
     Status(oneshot::Sender<Status>),
@@ -208,6 +209,14 @@ impl Node {
             .await
             .map_err(|_| NodeGone)?;
         rx.await.map_err(|_| NodeGone)
+    }
+
+    /// Serves `id` (the SHA-256 of the source's bytes) from `source`.
+    pub async fn hold(&self, id: NodeId, source: Arc<dyn BlockSource>) -> Result<(), NodeGone> {
+        self.tx
+            .send(Command::Hold(id, source))
+            .await
+            .map_err(|_| NodeGone)
     }
 
     /// Pings `addr`: its round-trip time, or `None` if it did not answer.
@@ -357,6 +366,7 @@ impl Driver {
                 let id = self.engine.start_lookup(now, target);
                 self.lookups.insert(id, reply);
             }
+            Command::Hold(id, source) => self.engine.hold(id, source),
             Command::Ping(addr, reply) => {
                 if self.engine.ping(now, addr) {
                     self.pings.entry(canonical(addr)).or_default().push(reply);

@@ -61,6 +61,12 @@ pub struct Stats {
     pub announcements_unverified: u64,
     /// Announcements refused by a quota (per IP).
     pub announcements_refused: u64,
+    /// `Content` blocks served.
+    pub content_blocks_served: u64,
+    /// Content bytes served.
+    pub content_bytes_served: u64,
+    /// Requests for held content at an offset past its end.
+    pub content_bad_requests: u64,
 }
 
 impl Stats {

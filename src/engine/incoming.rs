@@ -263,6 +263,7 @@ impl Engine {
         let mut list_supported = false;
         let mut echoes: Vec<&Echo> = Vec::new();
         let mut content: Option<NodeId> = None;
+        let mut block: Option<(NodeId, u64, u64)> = None;
         for m in msgs {
             match m {
                 Message::WhereAreThey { target } => {
@@ -271,6 +272,9 @@ impl Engine {
                 Message::PleaseSendPeers => wants_peers = true,
                 Message::PleaseListSupportedMessages => list_supported = true,
                 Message::PleaseReturnThisMessage(e) => echoes.push(e),
+                Message::PleaseSendContent { id, offset, length } if self.holds(id) => {
+                    block.get_or_insert((*id, *offset, *length));
+                }
                 Message::PleaseSendContent { id, .. } | Message::WhoHasSome { id } => {
                     content.get_or_insert(*id);
                 }
@@ -281,7 +285,8 @@ impl Engine {
             || wants_peers
             || list_supported
             || !echoes.is_empty()
-            || content.is_some();
+            || content.is_some()
+            || block.is_some();
         if !is_request || self.cfg.read_only {
             return;
         }
@@ -303,6 +308,9 @@ impl Engine {
         }
         for e in echoes {
             trimmed |= !self.put(&mut w, &Message::ReturnedMessage(e.clone()));
+        }
+        if let Some((id, offset, length)) = block {
+            trimmed |= !self.serve_block(&mut w, id, offset, length);
         }
         if let Some(id) = content {
             // Content we do not hold: point the asker at the holders we know of, then at the

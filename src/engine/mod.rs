@@ -7,12 +7,14 @@
 //! [`Engine::poll_timeout`].
 
 mod announce;
+mod content;
 mod incoming;
 mod maintenance;
 mod peers;
 mod requests;
 
 pub use announce::{AnnounceError, MAX_HOLDERS_LISTED};
+pub use content::BlockSource;
 pub use incoming::amplification_limit;
 pub use requests::LookupId;
 
@@ -142,6 +144,8 @@ pub struct Engine {
     records: crate::records::RecordStore,
     /// What we announce ourselves: id -> (note, next re-announcement).
     announcing: BTreeMap<NodeId, (String, Time)>,
+    /// Content we serve.
+    held: BTreeMap<NodeId, content::Held>,
     /// Lookups that got input since they were last polled.
     dirty: BTreeSet<LookupId>,
     next_lookup: u64,
@@ -186,6 +190,7 @@ impl Engine {
             requests: Requests::default(),
             lookups: BTreeMap::new(),
             announcing: BTreeMap::new(),
+            held: BTreeMap::new(),
             dirty: BTreeSet::new(),
             next_lookup: 1,
             candidates: VecDeque::new(),
