@@ -118,6 +118,7 @@ enum Command {
     Find(NodeId, oneshot::Sender<(Vec<Holder>, LookupResult)>),
     Ping(SocketAddr, oneshot::Sender<Option<Duration>>),
     Hold(NodeId, Arc<dyn BlockSource>),
+    Unhold(NodeId),
     Announce(NodeId, String, oneshot::Sender<Result<(), AnnounceError>>),
     Bootstrap(Vec<SocketAddr>),
     Status(oneshot::Sender<Status>),
@@ -215,6 +216,14 @@ impl Node {
     pub async fn hold(&self, id: NodeId, source: Arc<dyn BlockSource>) -> Result<(), NodeGone> {
         self.tx
             .send(Command::Hold(id, source))
+            .await
+            .map_err(|_| NodeGone)
+    }
+
+    /// Stops serving and announcing `id`.
+    pub async fn unhold(&self, id: NodeId) -> Result<(), NodeGone> {
+        self.tx
+            .send(Command::Unhold(id))
             .await
             .map_err(|_| NodeGone)
     }
@@ -367,6 +376,10 @@ impl Driver {
                 self.lookups.insert(id, reply);
             }
             Command::Hold(id, source) => self.engine.hold(id, source),
+            Command::Unhold(id) => {
+                self.engine.unhold(&id);
+                self.engine.stop_announcing(&id);
+            }
             Command::Ping(addr, reply) => {
                 if self.engine.ping(now, addr) {
                     self.pings.entry(canonical(addr)).or_default().push(reply);

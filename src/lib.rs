@@ -55,6 +55,7 @@ pub mod config;
 pub mod cookie;
 pub mod driver;
 pub mod engine;
+pub mod files;
 pub mod id;
 pub mod lookup;
 pub mod persist;

@@ -3,6 +3,7 @@
 mod args;
 mod lookup;
 mod run;
+mod share;
 mod simulate;
 mod swarm;
 mod topics;
@@ -39,6 +40,11 @@ enum Cmd {
         after_help = "Examples:\n  telekad lookup 192.0.2.7:24254 --bootstrap 192.0.2.1:24254\n  telekad lookup 3f5a0c...(64 hex) --data-dir ~/.local/share/telekad --json"
     )]
     Lookup(lookup::LookupArgs),
+    /// Share files or directories: hash, serve in cjp2p Content blocks, announce (Ctrl-C stops).
+    #[command(
+        after_help = "Example:\n  telekad share ~/maps ~/video.mkv --bootstrap 192.0.2.1:24254"
+    )]
+    Share(share::ShareArgs),
     /// Announce this node under a topic (a game lobby, a chat room) until Ctrl-C.
     #[command(
         after_help = "Example:\n  telekad announce mygame/lobby --note \"players 4/10, map dust\" --bootstrap 192.0.2.1:24254"
@@ -88,6 +94,7 @@ fn main() -> ExitCode {
                 Cmd::Swarm(a) => swarm::run(a).await,
                 Cmd::Lookup(a) => lookup::run(a).await,
                 Cmd::Announce(a) => topics::announce(a).await,
+                Cmd::Share(a) => share::share(a).await,
                 Cmd::Find(a) => topics::find(a).await,
                 Cmd::Simulate(_) => unreachable!("handled above"),
             }

@@ -5,6 +5,7 @@ use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 use telekad::driver::{Node, NodeConfig};
 
 /// Options of `telekad run`.
@@ -18,9 +19,24 @@ pub struct RunArgs {
     data_dir: Option<PathBuf>,
     #[command(flatten)]
     join: BootstrapArgs,
+    /// A directory (or file) to share; repeat for more. New and changed files are picked
+    /// up every 10 s.
+    #[arg(long)]
+    share: Vec<PathBuf>,
+    /// Seconds between scans of the shared directories.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    rescan: u64,
 }
 
 pub async fn run(a: RunArgs) -> Result<ExitCode, String> {
+    for p in &a.share {
+        if !p.exists() {
+            return Err(format!(
+                "--share {} does not exist; give a directory or file to share",
+                p.display()
+            ));
+        }
+    }
     let mut cfg = NodeConfig::new(a.bind);
     cfg.data_dir = Some(a.data_dir.unwrap_or_else(default_data_dir));
     cfg.bootstrap = a.join.addrs();
@@ -35,7 +51,21 @@ pub async fn run(a: RunArgs) -> Result<ExitCode, String> {
         bootstrap = cfg.bootstrap.len(),
         "telekad node running; Ctrl-C to stop"
     );
-    stop.await;
+    let mut sharer = crate::share::Sharer::default();
+    if !a.share.is_empty() {
+        let added = sharer.rescan(&node, &a.share, true).await?;
+        crate::share::print_shared(&added);
+    }
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tokio::time::sleep(Duration::from_secs(a.rescan)), if !a.share.is_empty() => {
+                let added = sharer.rescan(&node, &a.share, true).await?;
+                crate::share::print_shared(&added);
+            }
+        }
+    }
     tracing::info!("stopping: saving state");
     node.shutdown()
         .await
