@@ -3,6 +3,74 @@
 use clap::Args;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use telekad::driver::NodeConfig;
+
+/// Options of a long-running node (`run`, `share`, `announce`).
+#[derive(Args, Debug, Clone)]
+pub struct NodeArgs {
+    /// UDP address to listen on (other nodes must reach it).
+    #[arg(long, default_value = "0.0.0.0:24254", value_parser = bind_addr)]
+    pub bind: SocketAddr,
+    /// Directory for the saved routing table [default: ~/.local/share/telekad].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub join: BootstrapArgs,
+}
+
+impl NodeArgs {
+    /// The driver configuration these options describe.
+    pub fn node_config(&self) -> NodeConfig {
+        let mut cfg = NodeConfig::new(self.bind);
+        cfg.data_dir = Some(self.data_dir.clone().unwrap_or_else(default_data_dir));
+        cfg.bootstrap = self.join.addrs();
+        cfg
+    }
+}
+
+/// Options of a one-shot client (`lookup`, `find`): its own port, the saved table read but
+/// never written, and read-only so that no node keeps it as a contact after it exits.
+#[derive(Args, Debug, Clone)]
+pub struct ClientArgs {
+    /// UDP address for this short-lived node (port 0: any free port).
+    #[arg(long, default_value = "0.0.0.0:0", value_parser = bind_addr)]
+    pub bind: SocketAddr,
+    /// Read bootstrap contacts from this data directory's saved table (never written).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub join: BootstrapArgs,
+}
+
+impl ClientArgs {
+    /// The driver configuration, or an error when there is nothing to bootstrap from.
+    pub fn node_config(&self) -> Result<NodeConfig, String> {
+        let mut cfg = NodeConfig::new(self.bind);
+        cfg.data_dir = Some(self.data_dir.clone().unwrap_or_else(default_data_dir));
+        cfg.read_only = true;
+        cfg.engine.read_only = true;
+        cfg.bootstrap = self.join.addrs();
+        require_seeds(&cfg)?;
+        Ok(cfg)
+    }
+}
+
+/// An error unless `cfg` has bootstrap addresses or a saved table to start from.
+pub fn require_seeds(cfg: &NodeConfig) -> Result<(), String> {
+    let saved = cfg
+        .data_dir
+        .as_deref()
+        .and_then(|d| telekad::driver::load_state(d).ok().flatten())
+        .map_or(0, |s| s.contacts.len());
+    if cfg.bootstrap.is_empty() && saved == 0 {
+        return Err(
+            "nothing to bootstrap from: pass --bootstrap IP:PORT, or --data-dir of a node \
+                    that has run before, or --public"
+                .into(),
+        );
+    }
+    Ok(())
+}
 
 /// Where a node joins the network: `--bootstrap` addresses and the `--public` switch.
 #[derive(Args, Debug, Clone)]

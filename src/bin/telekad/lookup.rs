@@ -1,12 +1,11 @@
 //! `telekad lookup`: start a node, join, find the k nodes closest to an ID, and print them.
 
-use crate::args::{bind_addr, default_data_dir, BootstrapArgs};
+use crate::args::ClientArgs;
 use clap::Args;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
-use telekad::driver::{Node, NodeConfig};
+use telekad::driver::Node;
 use telekad::id::NodeId;
 
 /// Options of `telekad lookup`.
@@ -14,14 +13,8 @@ use telekad::id::NodeId;
 pub struct LookupArgs {
     /// What to find: a 64-hex ID, or a node's IP:PORT (its ID is SHA-256 of that).
     target: String,
-    /// UDP address for this short-lived node (port 0: any free port).
-    #[arg(long, default_value = "0.0.0.0:0", value_parser = bind_addr)]
-    bind: SocketAddr,
-    /// Read bootstrap contacts from this data directory's saved table (never written).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
     #[command(flatten)]
-    join: BootstrapArgs,
+    client: ClientArgs,
     /// Print the result as one JSON object.
     #[arg(long)]
     json: bool,
@@ -43,24 +36,7 @@ pub fn parse_target(s: &str) -> Result<(NodeId, Option<SocketAddr>), String> {
 
 pub async fn run(a: LookupArgs) -> Result<ExitCode, String> {
     let (target, target_addr) = parse_target(&a.target)?;
-    let mut cfg = NodeConfig::new(a.bind);
-    cfg.data_dir = Some(a.data_dir.unwrap_or_else(default_data_dir));
-    cfg.read_only = true;
-    // A one-shot client: others must not keep it as a contact once it is gone.
-    cfg.engine.read_only = true;
-    cfg.bootstrap = a.join.addrs();
-    let saved = cfg
-        .data_dir
-        .as_deref()
-        .and_then(|d| telekad::driver::load_state(d).ok().flatten())
-        .map_or(0, |s| s.contacts.len());
-    if cfg.bootstrap.is_empty() && saved == 0 {
-        return Err(
-            "nothing to bootstrap from: pass --bootstrap IP:PORT, or --data-dir of a node \
-             that has run before, or --public"
-                .into(),
-        );
-    }
+    let cfg = a.client.node_config()?;
     let node = Node::start(cfg).await.map_err(|e| e.to_string())?;
     let started = Instant::now();
     let r = node.lookup(target).await.map_err(|e| e.to_string())?;

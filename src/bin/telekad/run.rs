@@ -1,24 +1,17 @@
 //! `telekad run`: one long-running node.
 
-use crate::args::{bind_addr, default_data_dir, BootstrapArgs};
+use crate::args::NodeArgs;
 use clap::Args;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use telekad::driver::{Node, NodeConfig};
+use telekad::driver::Node;
 
 /// Options of `telekad run`.
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// UDP address to listen on.
-    #[arg(long, default_value = "0.0.0.0:24254", value_parser = bind_addr)]
-    bind: SocketAddr,
-    /// Directory for the saved routing table [default: ~/.local/share/telekad].
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
     #[command(flatten)]
-    join: BootstrapArgs,
+    node: NodeArgs,
     /// A directory (or file) to share; repeat for more. New and changed files are picked
     /// up every 10 s.
     #[arg(long)]
@@ -37,9 +30,7 @@ pub async fn run(a: RunArgs) -> Result<ExitCode, String> {
             ));
         }
     }
-    let mut cfg = NodeConfig::new(a.bind);
-    cfg.data_dir = Some(a.data_dir.unwrap_or_else(default_data_dir));
-    cfg.bootstrap = a.join.addrs();
+    let cfg = a.node.node_config();
     // Install the signal handlers before anything is announced, so that an early Ctrl-C
     // still saves and exits 0.
     let stop = stop_signal().map_err(|e| format!("cannot install the signal handler: {e}"))?;

@@ -1,16 +1,15 @@
 //! `telekad share` and `telekad run --share`: hash files, serve them in cjp2p `Content`
 //! blocks, announce them, and pick up files added or changed later.
 
-use crate::args::{bind_addr, default_data_dir, BootstrapArgs};
+use crate::args::NodeArgs;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use telekad::driver::{Node, NodeConfig};
+use telekad::driver::Node;
 use telekad::files::{hash_file, scan, FileSource};
 use telekad::id::NodeId;
 
@@ -26,14 +25,8 @@ pub struct ShareArgs {
     /// Files or directories to share (directories recursively).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
-    /// UDP address to listen on (downloaders must reach it).
-    #[arg(long, default_value = "0.0.0.0:24254", value_parser = bind_addr)]
-    bind: SocketAddr,
-    /// Directory for the saved routing table [default: ~/.local/share/telekad].
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
     #[command(flatten)]
-    join: BootstrapArgs,
+    node: NodeArgs,
 }
 
 /// What is being shared: path -> (size, modified, id).
@@ -142,9 +135,7 @@ pub async fn share(a: ShareArgs) -> Result<ExitCode, String> {
             ));
         }
     }
-    let mut cfg = NodeConfig::new(a.bind);
-    cfg.data_dir = Some(a.data_dir.unwrap_or_else(default_data_dir));
-    cfg.bootstrap = a.join.addrs();
+    let cfg = a.node.node_config();
     let stop =
         crate::run::stop_signal().map_err(|e| format!("cannot install the signal handler: {e}"))?;
     let node = Node::start(cfg).await.map_err(|e| e.to_string())?;

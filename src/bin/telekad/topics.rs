@@ -1,12 +1,10 @@
 //! `telekad announce` and `telekad find`: the game-lobby use case. Servers announce under a
 //! topic (SHA-256 of a name such as a game's channel); players list them with notes and RTT.
 
-use crate::args::{bind_addr, default_data_dir, BootstrapArgs};
+use crate::args::{ClientArgs, NodeArgs};
 use clap::Args;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use telekad::driver::{Node, NodeConfig};
+use telekad::driver::Node;
 use telekad::id::NodeId;
 use telekad::records::MAX_NOTE;
 
@@ -24,14 +22,8 @@ pub struct AnnounceArgs {
     /// A short note players see (at most 256 bytes), e.g. "players 4/10, map dust".
     #[arg(long, default_value = "")]
     note: String,
-    /// UDP address to listen on (players and other nodes must reach it).
-    #[arg(long, default_value = "0.0.0.0:24254", value_parser = bind_addr)]
-    bind: SocketAddr,
-    /// Directory for the saved routing table [default: ~/.local/share/telekad].
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
     #[command(flatten)]
-    join: BootstrapArgs,
+    node: NodeArgs,
 }
 
 /// Options of `telekad find`.
@@ -39,33 +31,11 @@ pub struct AnnounceArgs {
 pub struct FindArgs {
     /// The topic: a name (e.g. "mygame/lobby"), or a 64-hex key.
     topic: String,
-    /// UDP address for this short-lived node (port 0: any free port).
-    #[arg(long, default_value = "0.0.0.0:0", value_parser = bind_addr)]
-    bind: SocketAddr,
-    /// Read bootstrap contacts from this data directory's saved table (never written).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
     #[command(flatten)]
-    join: BootstrapArgs,
+    client: ClientArgs,
     /// Print the result as one JSON object.
     #[arg(long)]
     json: bool,
-}
-
-fn need_seeds(cfg: &NodeConfig) -> Result<(), String> {
-    let saved = cfg
-        .data_dir
-        .as_deref()
-        .and_then(|d| telekad::driver::load_state(d).ok().flatten())
-        .map_or(0, |s| s.contacts.len());
-    if cfg.bootstrap.is_empty() && saved == 0 {
-        return Err(
-            "nothing to bootstrap from: pass --bootstrap IP:PORT, or --data-dir of a node \
-                    that has run before, or --public"
-                .into(),
-        );
-    }
-    Ok(())
 }
 
 pub async fn announce(a: AnnounceArgs) -> Result<ExitCode, String> {
@@ -76,10 +46,8 @@ pub async fn announce(a: AnnounceArgs) -> Result<ExitCode, String> {
         ));
     }
     let key = topic_key(&a.topic);
-    let mut cfg = NodeConfig::new(a.bind);
-    cfg.data_dir = Some(a.data_dir.unwrap_or_else(default_data_dir));
-    cfg.bootstrap = a.join.addrs();
-    need_seeds(&cfg)?;
+    let cfg = a.node.node_config();
+    crate::args::require_seeds(&cfg)?;
     let stop =
         crate::run::stop_signal().map_err(|e| format!("cannot install the signal handler: {e}"))?;
     let node = Node::start(cfg).await.map_err(|e| e.to_string())?;
@@ -102,12 +70,7 @@ pub async fn announce(a: AnnounceArgs) -> Result<ExitCode, String> {
 
 pub async fn find(a: FindArgs) -> Result<ExitCode, String> {
     let key = topic_key(&a.topic);
-    let mut cfg = NodeConfig::new(a.bind);
-    cfg.data_dir = Some(a.data_dir.unwrap_or_else(default_data_dir));
-    cfg.read_only = true;
-    cfg.engine.read_only = true;
-    cfg.bootstrap = a.join.addrs();
-    need_seeds(&cfg)?;
+    let cfg = a.client.node_config()?;
     let node = Node::start(cfg).await.map_err(|e| e.to_string())?;
     let (holders, result) = node.find_holders(key).await.map_err(|e| e.to_string())?;
     let mut rows = Vec::with_capacity(holders.len());
