@@ -323,7 +323,6 @@ impl Driver {
     }
 
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
-        let mut buf = vec![0u8; 65_536];
         let now = self.now();
         let boot = self.cfg.bootstrap.clone();
         self.engine.bootstrap(now, &boot);
@@ -336,12 +335,9 @@ impl Driver {
                 .map(|t| self.instant(t))
                 .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
             tokio::select! {
-                r = self.socket.recv_from(&mut buf) => match r {
-                    Ok((n, src)) => {
-                        let now = self.now();
-                        self.engine.handle_packet(now, src, &buf[..n]);
-                    }
-                    Err(e) => tracing::debug!("recv error: {e}"),
+                r = self.socket.readable() => match r {
+                    Ok(()) => self.drain_socket(),
+                    Err(e) => tracing::debug!("socket error: {e}"),
                 },
                 _ = tokio::time::sleep_until(wake) => {
                     let now = self.now();
@@ -366,6 +362,31 @@ impl Driver {
                 },
             }
         }
+    }
+
+    /// Reads every datagram waiting on the socket (up to a batch) into the engine. The
+    /// receive buffer is per thread, not per node: it is never held across an `.await`.
+    fn drain_socket(&mut self) {
+        const BATCH: usize = 64;
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 65_536]);
+        }
+        BUF.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            for _ in 0..BATCH {
+                match self.socket.try_recv_from(&mut buf) {
+                    Ok((n, src)) => {
+                        let now = self.now();
+                        self.engine.handle_packet(now, src, &buf[..n]);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        tracing::debug!("recv error: {e}");
+                        break;
+                    }
+                }
+            }
+        });
     }
 
     fn command(&mut self, c: Command) {
