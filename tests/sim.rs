@@ -1,7 +1,11 @@
 //! The deterministic simulator at 2,000 nodes: lookup quality without loss, with 10% loss,
-//! and after 30% of nodes die at once; the same seed gives the same trace; a joining node
-//! fills its table from its bootstrap alone. Thresholds: spec/simulation.md.
+//! and after 30% of nodes die at once; holder lookups for 200 announced ids with 10% loss;
+//! the same seed gives the same trace; a joining node fills its table from its bootstrap
+//! alone. Thresholds: spec/simulation.md.
 
+use rand::{RngExt, SeedableRng};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use telekad::id::NodeId;
@@ -112,5 +116,64 @@ fn joining_node_fills_its_table_from_one_bootstrap() {
     assert!(
         known_by >= 18,
         "only {known_by} of its 20 nearest know the newcomer"
+    );
+}
+
+#[test]
+fn holders_of_200_ids_found_with_ten_percent_loss() {
+    let (sim, _) = joined();
+    let mut sim = sim.clone();
+    sim.set_loss(0.10);
+    let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(32);
+    let mut holders: BTreeMap<NodeId, BTreeSet<usize>> = BTreeMap::new();
+    for i in 0..200u32 {
+        let id = NodeId::hash(format!("content {i}").as_bytes());
+        let count = rng.random_range(1..=3);
+        let set: BTreeSet<usize> = (0..count).map(|_| rng.random_range(0..NODES)).collect();
+        for &h in &set {
+            assert!(sim.announce(h, id, &format!("copy at {h}")));
+        }
+        holders.insert(id, set);
+    }
+    sim.run_for(Duration::from_secs(5));
+    // All 200 holder lookups at once, each from a random node that is not a holder.
+    let mut pending = Vec::new();
+    for (id, set) in &holders {
+        let finder = loop {
+            let f = rng.random_range(0..NODES);
+            if !set.contains(&f) {
+                break f;
+            }
+        };
+        pending.push((finder, *id, sim.start_find_holders(finder, *id).unwrap()));
+    }
+    let mut found = 0;
+    for (finder, id, l) in pending {
+        let outcome = loop {
+            if let Some(o) = sim.take_found(finder, l) {
+                break o;
+            }
+            assert!(sim.step(), "simulation ran dry");
+        };
+        let (listed, _) = outcome;
+        let set = &holders[&id];
+        let real: BTreeSet<SocketAddr> = set.iter().map(|&h| sim.addr(h)).collect();
+        for h in &listed {
+            assert!(
+                real.contains(&h.addr),
+                "{} is not a holder of {id:?}",
+                h.addr
+            );
+        }
+        found += usize::from(!listed.is_empty());
+    }
+    println!(
+        "holder lookups with 10% loss: {found}/{} found a holder",
+        holders.len()
+    );
+    assert!(
+        found * 100 >= holders.len() * 99,
+        "{found}/{}",
+        holders.len()
     );
 }

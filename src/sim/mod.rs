@@ -279,11 +279,22 @@ impl Sim {
         ok
     }
 
-    /// Node `i` collects the holders of `id`; runs until the lookup finishes.
-    pub fn find_holders(&mut self, i: usize, id: NodeId) -> Option<(Vec<Holder>, LookupResult)> {
+    /// Node `i` starts collecting the holders of `id`; see [`Sim::take_found`].
+    pub fn start_find_holders(&mut self, i: usize, id: NodeId) -> Option<LookupId> {
         let now = self.now;
         let l = self.nodes.get_mut(i)?.as_mut()?.find_holders(now, id);
         self.after_input(i);
+        Some(l)
+    }
+
+    /// The outcome of a finished holder lookup, once.
+    pub fn take_found(&mut self, i: usize, l: LookupId) -> Option<(Vec<Holder>, LookupResult)> {
+        self.found.remove(&(i, l))
+    }
+
+    /// Node `i` collects the holders of `id`; runs until the lookup finishes.
+    pub fn find_holders(&mut self, i: usize, id: NodeId) -> Option<(Vec<Holder>, LookupResult)> {
+        let l = self.start_find_holders(i, id)?;
         while !self.found.contains_key(&(i, l)) {
             if !self.step() {
                 break;
