@@ -68,17 +68,26 @@ impl Engine {
     /// nodes that exist. Idle full buckets are refreshed one by one on the refresh interval.
     pub(super) fn refresh_all(&mut self, now: Time) {
         let grew = self.table.len() > self.table_len_at_refresh;
-        if self.table.is_empty() || (self.joined && !grew) {
+        // The first round after growth stops sweeps every bucket with room once more.
+        let sweep = self.joined && !grew && !self.swept;
+        if self.table.is_empty() || (self.joined && !grew && !sweep) {
             return;
         }
+        self.swept = !grew;
         self.table_len_at_refresh = self.table.len();
         let joining = !self.joined;
         self.joined = true;
         let k = self.cfg.table.k;
-        for idx in 0..self.table.depth() {
-            if joining || self.table.bucket(idx).len() < k {
+        let depth = self.table.depth();
+        self.bucket_lens.resize(depth, 0);
+        for idx in 0..depth {
+            let len = self.table.bucket(idx).len();
+            // A bucket with room that gained contacts since the last round may have more
+            // nodes still unknown; one that did not is probably complete.
+            if joining || (len < k && (sweep || len > self.bucket_lens[idx])) {
                 self.refresh_bucket(now, idx);
             }
+            self.bucket_lens[idx] = len;
         }
     }
 

@@ -157,6 +157,10 @@ pub struct Engine {
     bootstrap_attempts: u32,
     joined: bool,
     table_len_at_refresh: usize,
+    /// Bucket sizes at the last self-lookup round.
+    bucket_lens: Vec<usize>,
+    /// Whether the sweep after growth stopped was done.
+    swept: bool,
     votes: AddressVotes,
     outbox: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -201,6 +205,8 @@ impl Engine {
             bootstrap_attempts: 0,
             joined: false,
             table_len_at_refresh: 0,
+            bucket_lens: Vec::new(),
+            swept: false,
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
