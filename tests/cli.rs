@@ -181,13 +181,13 @@ fn bad_flags_give_one_error_line_and_fail() {
         &[
             "run",
             "--bootstrap",
-            "1.2.3.4",
+            "192.0.2.4",
             "--bind",
             "127.0.0.1:0",
             "--data-dir",
             d,
         ],
-        &["1.2.3.4", "no port"],
+        &["192.0.2.4", "no port"],
     );
     println!("{line}");
     // The message must say what is wrong with the target and what a good one looks like.
