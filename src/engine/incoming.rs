@@ -372,7 +372,8 @@ impl Engine {
             return true;
         }
         let nonce = rand::RngExt::random::<u64>(&mut self.rng);
-        let ping = Message::PleaseReturnThisMessage(Echo::cookie(&super::nonce_text(nonce)));
+        let ping =
+            Message::PleaseReturnThisMessage(Echo::cookie(&super::requests::nonce_text(nonce)));
         if !self.put(w, &ping) {
             return false;
         }

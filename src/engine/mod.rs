@@ -9,9 +9,11 @@
 mod announce;
 mod content;
 mod incoming;
+mod lookups;
 mod maintenance;
 mod peers;
 mod requests;
+mod send;
 
 pub use announce::{AnnounceError, MAX_HOLDERS_LISTED};
 pub use content::BlockSource;
@@ -28,10 +30,8 @@ use crate::rng::NodeRng;
 use crate::stats::Stats;
 use crate::table::{RoutingTable, Seen};
 use crate::time::Time;
-use crate::wire::{Echo, Message, PacketWriter, MAX_DATAGRAM};
 use peers::PeerBook;
-use rand::RngExt;
-use requests::{nonce_text, Purpose, Request, Requests};
+use requests::{Purpose, Requests};
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -388,252 +388,6 @@ impl Engine {
             self.events.pop_front();
         }
         self.events.push_back(e);
-    }
-
-    fn start(&mut self, now: Time, target: NodeId, kind: LookupKind) -> LookupId {
-        let k = self.cfg.lookup.k;
-        let mut seeds: Vec<SocketAddr> = self
-            .table
-            .closest(&target, k)
-            .iter()
-            .map(|c| c.addr)
-            .collect();
-        if seeds.len() < k {
-            seeds.extend(self.bootstrap.iter().chain(self.saved.iter()).copied());
-        }
-        seeds.retain(|a| !self.is_self(*a));
-        let id = LookupId(self.next_lookup);
-        self.next_lookup += 1;
-        self.stats.lookups_started += 1;
-        let lookup = Lookup::new(target, self.cfg.lookup.clone(), now, seeds);
-        self.lookups.insert(
-            id,
-            Task {
-                lookup,
-                kind,
-                holders: BTreeMap::new(),
-            },
-        );
-        self.dirty.insert(id);
-        id
-    }
-
-    /// Steps every running lookup (after a timeout) and then [`Engine::drive`].
-    fn drive_all(&mut self, now: Time) {
-        self.dirty.extend(self.lookups.keys().copied());
-        self.drive(now);
-    }
-
-    /// Sends every query the lookups touched since the last call may send now, finishes
-    /// lookups that are done, and pings waiting candidates.
-    fn drive(&mut self, now: Time) {
-        let ids: Vec<LookupId> = std::mem::take(&mut self.dirty).into_iter().collect();
-        for id in ids {
-            while let Some(task) = self.lookups.get_mut(&id) {
-                let (table, rtt_all, cfg) = (&self.table, self.rtt_all, &self.cfg);
-                let Some(addr) = task
-                    .lookup
-                    .poll(now, |a| timeout_for(table, rtt_all, cfg, a))
-                else {
-                    break;
-                };
-                let target = task.lookup.target();
-                let telekad = self.peers.get(&addr).is_some_and(|p| p.telekad);
-                let mut body = vec![match task.kind {
-                    LookupKind::Find => Message::WhoHasSome { id: target },
-                    _ => Message::WhereAreThey { target },
-                }];
-                if !telekad {
-                    // Old cjp2p nodes ignore WhereAreThey; their Peers still help.
-                    body.push(Message::PleaseSendPeers);
-                }
-                if !self.send_request(now, addr, Purpose::Lookup(id, target), &body) {
-                    self.dirty.insert(id);
-                    if let Some(task) = self.lookups.get_mut(&id) {
-                        task.lookup.on_failure(addr);
-                    }
-                }
-            }
-            if self
-                .lookups
-                .get(&id)
-                .is_some_and(|t| t.lookup.is_finished())
-            {
-                if let Some(task) = self.lookups.remove(&id) {
-                    self.finish(now, id, task);
-                }
-            }
-        }
-        self.flush_candidates(now);
-    }
-
-    fn finish(&mut self, now: Time, id: LookupId, task: Task) {
-        let result = task.lookup.result();
-        self.stats.lookups_finished += 1;
-        if result.timed_out {
-            self.stats.lookups_timed_out += 1;
-        }
-        if let Some(idx) = self.id().bucket_index(&result.target) {
-            self.table.touch(idx, now);
-        }
-        match task.kind {
-            LookupKind::User => self.emit(Event::LookupFinished { id, result }),
-            LookupKind::Bootstrap => self.refresh_all(now),
-            LookupKind::Refresh => {}
-            LookupKind::Announce => self.send_announcements(now, &result),
-            LookupKind::Find => {
-                let holders = task
-                    .holders
-                    .into_iter()
-                    .map(|(addr, note)| Holder { addr, note })
-                    .collect();
-                self.emit(Event::HoldersFound {
-                    id,
-                    holders,
-                    result,
-                });
-            }
-        }
-    }
-
-    /// Sends a request with a fresh nonce to `addr`. Returns false if too many are in flight.
-    fn send_request(
-        &mut self,
-        now: Time,
-        addr: SocketAddr,
-        purpose: Purpose,
-        body: &[Message],
-    ) -> bool {
-        if self.requests.len() >= self.cfg.max_requests_in_flight {
-            self.stats.requests_refused += 1;
-            return false;
-        }
-        let nonce: u64 = self.rng.random();
-        let timeout = timeout_for(&self.table, self.rtt_all, &self.cfg, addr);
-        let info = self.peers.get(&addr);
-        let their = info
-            .and_then(|p| p.their_cookie.as_ref())
-            .map(|c| c.to_echo());
-        let echoes = info.is_some_and(|p| p.echoes_ours);
-        let mut w = PacketWriter::new(MAX_DATAGRAM);
-        for m in body {
-            self.put(&mut w, m);
-        }
-        self.put(
-            &mut w,
-            &Message::PleaseReturnThisMessage(Echo::cookie(&nonce_text(nonce))),
-        );
-        let with_their_cookie = their.is_some();
-        match their {
-            Some(c) => {
-                self.put(&mut w, &Message::AlwaysReturned(c));
-            }
-            None if !matches!(purpose, Purpose::Ping | Purpose::EvictCheck) => {
-                self.pad(&mut w);
-            }
-            None => {}
-        }
-        if !echoes {
-            let ours = Echo::cookie(&self.jar.issue(addr.ip()));
-            self.put(&mut w, &Message::PleaseAlwaysReturnThisMessage(ours));
-        }
-        self.requests.insert(
-            nonce,
-            Request {
-                addr,
-                purpose,
-                sent: now,
-                expires: now + timeout * 2,
-                with_their_cookie,
-            },
-        );
-        self.stats.requests_sent += 1;
-        self.transmit(addr, w);
-        true
-    }
-
-    /// Pads a first-contact request so the peer may answer it in full.
-    fn pad(&mut self, w: &mut PacketWriter) {
-        const PADDING_OVERHEAD: usize = 24;
-        let want = self.cfg.first_contact_padding;
-        let have = w.bytes() + PADDING_OVERHEAD + 100;
-        if want > have {
-            self.put(w, &Message::Padding { len: want - have });
-        }
-    }
-
-    fn put(&mut self, w: &mut PacketWriter, m: &Message) -> bool {
-        let ok = w.push(m);
-        if ok {
-            self.stats.count_out(m.name());
-        }
-        ok
-    }
-
-    fn transmit(&mut self, dst: SocketAddr, w: PacketWriter) {
-        if let Some(payload) = w.finish() {
-            self.stats.datagrams_out += 1;
-            self.stats.bytes_out += payload.len() as u64;
-            self.outbox.push_back(Transmit { dst, payload });
-        }
-    }
-
-    fn observe_rtt(&mut self, rtt: Duration) {
-        self.rtt_all = Some(match self.rtt_all {
-            Some(s) => (s * 7 + rtt) / 8,
-            None => rtt,
-        });
-    }
-
-    /// `addr` proved it is reachable (it echoed one of our nonces).
-    fn contact_answered(&mut self, now: Time, addr: SocketAddr, rtt: Option<Duration>) {
-        match self.table.seen(addr, now, rtt) {
-            Seen::Added => self.emit(Event::ContactAdded(addr)),
-            Seen::Full { lrs } => {
-                let checking = self
-                    .requests
-                    .pending(lrs, |p| matches!(p, Purpose::EvictCheck));
-                if !checking && self.requests.pings() < self.cfg.max_pings_in_flight {
-                    self.send_request(now, lrs, Purpose::EvictCheck, &[]);
-                }
-            }
-            Seen::Refreshed | Seen::Capped | Seen::Own => {}
-        }
-    }
-
-    /// Queues addresses learned from a peer list to be pinged, if their bucket has room.
-    fn add_candidates(&mut self, addrs: &[(SocketAddr, NodeId)]) {
-        for (a, id) in addrs {
-            let a = *a;
-            if self.candidates.len() >= self.cfg.max_candidates {
-                break;
-            }
-            if self.is_self(a)
-                || self.table.contains(a)
-                || self.candidate_set.contains(&a)
-                || !self.table.admits_id(a, id)
-                || !self.candidate_set.insert(a)
-            {
-                continue;
-            }
-            self.candidates.push_back(a);
-        }
-    }
-
-    fn flush_candidates(&mut self, now: Time) {
-        while self.requests.pings() < self.cfg.max_pings_in_flight {
-            let Some(a) = self.candidates.pop_front() else {
-                break;
-            };
-            self.candidate_set.remove(&a);
-            if self.table.contains(a) || !self.table.admits(a) || self.is_self(a) {
-                continue;
-            }
-            if self.requests.pending(a, |_| true) {
-                continue;
-            }
-            self.send_request(now, a, Purpose::Ping, &[]);
-        }
     }
 }
 
