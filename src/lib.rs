@@ -53,6 +53,7 @@
 pub mod addr;
 pub mod config;
 pub mod cookie;
+pub mod download;
 pub mod driver;
 pub mod engine;
 pub mod files;
