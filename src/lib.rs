@@ -13,6 +13,8 @@
 //!   [`cookie`] (anti-spoofing cookies).
 //! - Kademlia state: [`table`] (k-buckets with caps and replacement caches) and [`lookup`]
 //!   (the iterative lookup as a pure state machine), [`public_addr`] (address learning).
+//! - Content: [`records`] (who announced what), [`files`] (files as content),
+//!   [`download`] (a download as a pure state machine).
 //! - The engine: [`engine::Engine`] takes datagrams and time and hands back datagrams,
 //!   events and its next wake-up (`handle_packet`, `handle_timeout`, `poll_transmit`,
 //!   `poll_event`, `poll_timeout`). Tuned by [`config::Config`], counted in [`stats::Stats`].
