@@ -237,19 +237,22 @@ impl PacketWriter {
             holders: holders.min(n),
             notes: notes[..notes.len().min(holders.min(n))].to_vec(),
         };
-        // Notes make entries uneven, so with holders present find the longest fit by trying.
+        // Notes make entries uneven; the size still grows with the count, so bisect.
         if holders > 0 {
-            let mut n = peers.len();
-            while n >= min {
-                if make(n).encoded_len() <= self.room() {
-                    return self.push(&make(n)).then_some(n);
-                }
-                if n == 0 {
-                    break;
-                }
-                n -= 1;
+            let fits = |n: usize, w: &PacketWriter| make(n).encoded_len() <= w.room();
+            let (mut lo, mut hi) = (min, peers.len());
+            if lo > hi || !fits(lo, self) {
+                return None;
             }
-            return None;
+            while lo < hi {
+                let mid = (lo + hi).div_ceil(2);
+                if fits(mid, self) {
+                    lo = mid;
+                } else {
+                    hi = mid - 1;
+                }
+            }
+            return self.push(&make(lo)).then_some(lo);
         }
         self.push_longest(peers, min, make)
     }
