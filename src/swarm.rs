@@ -93,7 +93,8 @@ impl LookupStats {
 pub struct Swarm {
     nodes: Vec<Node>,
     addrs: Vec<SocketAddr>,
-    table_cfg: TableConfig,
+    /// What each node's table has room for (brute force, computed once).
+    rooms: Vec<usize>,
     started: Instant,
 }
 
@@ -126,10 +127,14 @@ impl Swarm {
             addrs.push(node.local_addr());
             nodes.push(node);
         }
+        let rooms = addrs
+            .iter()
+            .map(|a| room(*a, &addrs, &cfg.engine.table))
+            .collect();
         Ok(Swarm {
             nodes,
             addrs,
-            table_cfg: cfg.engine.table.clone(),
+            rooms,
             started: Instant::now(),
         })
     }
@@ -162,13 +167,16 @@ impl Swarm {
 
     /// Compares every table with the brute-force room of its node.
     pub async fn fill(&self) -> FillReport {
-        let statuses = self.statuses().await;
         let mut filled = 0;
+        let mut running = 0;
         let (mut min, mut max, mut sum, mut exp_sum) = (usize::MAX, 0, 0, 0);
         let (mut datagrams, mut bytes, mut skipped) = (0, 0, 0);
-        for s in &statuses {
+        for (node, &want) in self.nodes.iter().zip(&self.rooms) {
+            let Ok(s) = node.status().await else {
+                continue;
+            };
+            running += 1;
             let have = s.contacts.len();
-            let want = room(s.local_addr, &self.addrs, &self.table_cfg);
             if have >= want {
                 filled += 1;
             }
@@ -180,11 +188,11 @@ impl Swarm {
             bytes += s.stats.bytes_out;
             skipped += s.stats.total_skipped();
         }
-        let n = statuses.len().max(1) as f64;
+        let n = running.max(1) as f64;
         FillReport {
             filled,
-            nodes: statuses.len(),
-            contacts_min: if statuses.is_empty() { 0 } else { min },
+            nodes: running,
+            contacts_min: if running == 0 { 0 } else { min },
             contacts_mean: sum as f64 / n,
             contacts_max: max,
             expected_mean: exp_sum as f64 / n,
