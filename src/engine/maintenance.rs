@@ -67,14 +67,14 @@ impl Engine {
     /// since the previous round, only in buckets that still have room, since those may miss
     /// nodes that exist. Idle full buckets are refreshed one by one on the refresh interval.
     pub(super) fn refresh_all(&mut self, now: Time) {
-        let grew = self.table.len() > self.table_len_at_refresh;
+        // The table grew since the last round if it holds more than the buckets did then.
+        let grew = self.table.len() > self.bucket_lens.iter().sum::<usize>();
         // The first round after growth stops sweeps every bucket with room once more.
         let sweep = self.joined && !grew && !self.swept;
         if self.table.is_empty() || (self.joined && !grew && !sweep) {
             return;
         }
         self.swept = !grew;
-        self.table_len_at_refresh = self.table.len();
         let joining = !self.joined;
         self.joined = true;
         let k = self.cfg.table.k;

@@ -156,7 +156,6 @@ pub struct Engine {
     last_bootstrap: Option<Time>,
     bootstrap_attempts: u32,
     joined: bool,
-    table_len_at_refresh: usize,
     /// Bucket sizes at the last self-lookup round.
     bucket_lens: Vec<usize>,
     /// Whether the sweep after growth stopped was done.
@@ -204,7 +203,6 @@ impl Engine {
             last_bootstrap: None,
             bootstrap_attempts: 0,
             joined: false,
-            table_len_at_refresh: 0,
             bucket_lens: Vec::new(),
             swept: false,
             outbox: VecDeque::new(),
