@@ -5,12 +5,16 @@
 //!
 //! The owner sends each [`BlockRequest`] as `PleaseSendContent`, reports blocks with
 //! [`Download::on_block`], writes accepted bytes at their offset, and verifies the SHA-256
-//! of the whole content at the end.
+//! of the whole content at the end. If that fails, [`Download::recheck`] fetches the blocks
+//! of one suspect again from the other holders (see `engine/fetch.rs` for the search).
+//!
+//! Every step costs O(log n) in the number of blocks: a cursor over blocks never asked,
+//! a set of blocks to ask again, and in-flight blocks ordered by deadline.
 
 use crate::id::NodeId;
 use crate::time::Time;
 use crate::wire::BLOCK_SIZE;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -19,6 +23,9 @@ use std::time::Duration;
 pub const MAX_HOLDER_LOSSES: u32 = 8;
 /// Largest window per holder, in blocks.
 pub const MAX_WINDOW: f64 = 512.0;
+
+/// What an earlier run left: the content length and which blocks are present.
+pub type ResumeFrom = (u64, Vec<bool>);
 
 /// One `PleaseSendContent` to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +58,8 @@ struct Holder {
     losses: u32,
     delivered: u64,
     dropped: bool,
+    /// Under recheck: not asked until [`Download::unpause`].
+    paused: bool,
 }
 
 impl Holder {
@@ -63,6 +72,7 @@ impl Holder {
             losses: 0,
             delivered: 0,
             dropped: false,
+            paused: false,
         }
     }
 
@@ -80,8 +90,15 @@ pub struct Download {
     len: Option<u64>,
     have: Vec<bool>,
     provider: Vec<Option<SocketAddr>>,
+    /// Blocks of `have` still false.
+    missing: u64,
+    /// Blocks below the cursor were asked at least once (or were there on resume).
+    cursor: u64,
+    /// Blocks to ask again (lost, or taken back from a bad or suspect holder).
+    retry: BTreeSet<u64>,
     /// Block index -> (holder, sent, deadline).
     in_flight: BTreeMap<u64, (SocketAddr, Time, Time)>,
+    deadlines: BTreeSet<(Time, u64)>,
     holders: BTreeMap<SocketAddr, Holder>,
     received: u64,
 }
@@ -94,10 +111,40 @@ impl Download {
             len: None,
             have: Vec::new(),
             provider: Vec::new(),
+            missing: 1,
+            cursor: 0,
+            retry: BTreeSet::new(),
             in_flight: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
             holders: BTreeMap::new(),
             received: 0,
         }
+    }
+
+    /// A download of `id`, `len` bytes long, resumed with the blocks marked in `have`
+    /// already present (their provider is unknown: `None`). A bitmap of the wrong size is
+    /// ignored (nothing is taken as present).
+    pub fn resume(id: NodeId, len: u64, have: &[bool]) -> Download {
+        let mut d = Download::new(id);
+        d.set_len(len);
+        if have.len() == d.have.len() {
+            for (b, h) in have.iter().enumerate() {
+                if *h {
+                    d.have[b] = true;
+                    d.missing -= 1;
+                    d.received += d.block_len(b as u64);
+                }
+            }
+        }
+        d
+    }
+
+    fn set_len(&mut self, len: u64) {
+        self.len = Some(len);
+        let n = self.blocks() as usize;
+        self.have = vec![false; n];
+        self.provider = vec![None; n];
+        self.missing = n as u64;
     }
 
     /// The content id.
@@ -122,17 +169,68 @@ impl Download {
 
     /// Whether every block has arrived.
     pub fn is_complete(&self) -> bool {
-        self.len.is_some() && self.have.iter().all(|h| *h)
+        self.len.is_some() && self.missing == 0
     }
 
-    /// Adds a holder to ask (no effect if it was dropped before).
+    /// Which blocks are present (empty until the length is known).
+    pub fn have(&self) -> &[bool] {
+        &self.have
+    }
+
+    /// Whether block `b` is present.
+    pub fn has_block(&self, b: u64) -> bool {
+        usize::try_from(b)
+            .ok()
+            .and_then(|i| self.have.get(i))
+            .copied()
+            .unwrap_or(false)
+    }
+
+    /// Number of blocks (1 until the length is known; an empty item has one empty block).
+    pub fn blocks(&self) -> u64 {
+        self.len.map_or(1, |l| l.div_ceil(BLOCK_SIZE as u64).max(1))
+    }
+
+    /// Length of block `b`.
+    pub fn block_len(&self, b: u64) -> u64 {
+        match self.len {
+            Some(l) => l
+                .saturating_sub(b.saturating_mul(BLOCK_SIZE as u64))
+                .min(BLOCK_SIZE as u64),
+            None => BLOCK_SIZE as u64,
+        }
+    }
+
+    /// Adds a holder to ask (no effect if it is known already, dropped or not).
     pub fn add_holder(&mut self, addr: SocketAddr) {
         self.holders.entry(addr).or_insert_with(Holder::new);
     }
 
-    /// Holders still in use.
+    /// Whether `addr` was added as a holder (dropped or not).
+    pub fn knows_holder(&self, addr: SocketAddr) -> bool {
+        self.holders.contains_key(&addr)
+    }
+
+    /// Holders still in use (paused ones included).
     pub fn live_holders(&self) -> usize {
         self.holders.values().filter(|h| !h.dropped).count()
+    }
+
+    /// Holders that may be asked now (neither dropped nor paused).
+    pub fn usable_holders(&self) -> usize {
+        self.holders
+            .values()
+            .filter(|h| !h.dropped && !h.paused)
+            .count()
+    }
+
+    /// Holders that were dropped.
+    pub fn dropped_holders(&self) -> Vec<SocketAddr> {
+        self.holders
+            .iter()
+            .filter(|(_, h)| h.dropped)
+            .map(|(a, _)| *a)
+            .collect()
     }
 
     /// Block requests of `holder` in flight, and its window.
@@ -140,30 +238,35 @@ impl Download {
         self.holders.get(&holder).map(|h| (h.in_flight, h.window))
     }
 
-    fn blocks(&self) -> u64 {
-        self.len.map_or(1, |l| l.div_ceil(BLOCK_SIZE as u64).max(1))
+    /// Block requests in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
     }
 
-    fn block_len(&self, b: u64) -> u64 {
-        match self.len {
-            Some(l) => (l - b * BLOCK_SIZE as u64).min(BLOCK_SIZE as u64),
-            None => BLOCK_SIZE as u64,
+    fn take_in_flight(&mut self, b: u64) -> Option<(SocketAddr, Time, Time)> {
+        let entry = self.in_flight.remove(&b)?;
+        self.deadlines.remove(&(entry.2, b));
+        if let Some(s) = self.holders.get_mut(&entry.0) {
+            s.in_flight = s.in_flight.saturating_sub(1);
         }
+        Some(entry)
     }
 
     fn lose(&mut self, b: u64) {
-        if let Some((h, _, _)) = self.in_flight.remove(&b) {
-            if let Some(s) = self.holders.get_mut(&h) {
-                s.in_flight = s.in_flight.saturating_sub(1);
-                s.threshold = (s.window / 2.0).max(1.0);
-                s.window = s.threshold;
-                s.losses += 1;
-                // A holder that never delivered goes after repeated losses, but never the
-                // last one; one that delivered is only slowed down (its window halves).
-                let silent = s.delivered == 0 && s.losses >= MAX_HOLDER_LOSSES;
-                if silent && self.live_holders() > 1 {
-                    self.drop_holder(h);
-                }
+        let Some((h, _, _)) = self.take_in_flight(b) else {
+            return;
+        };
+        self.retry.insert(b);
+        let live = self.live_holders();
+        if let Some(s) = self.holders.get_mut(&h) {
+            s.threshold = (s.window / 2.0).max(1.0);
+            s.window = s.threshold;
+            s.losses += 1;
+            // A holder that never delivered goes after repeated losses, but never the
+            // last one; one that delivered is only slowed down (its window halves).
+            let silent = s.delivered == 0 && s.losses >= MAX_HOLDER_LOSSES;
+            if silent && live > 1 {
+                self.drop_holder(h);
             }
         }
     }
@@ -179,25 +282,75 @@ impl Download {
             .map(|(b, _)| *b)
             .collect();
         for b in theirs {
-            self.in_flight.remove(&b);
+            self.take_in_flight(b);
+            self.retry.insert(b);
         }
-        if let Some(s) = self.holders.get_mut(&h) {
-            s.in_flight = 0;
+    }
+
+    /// Forgets every block `provider` gave (`None`: blocks present on resume) and queues
+    /// them again; returns how many.
+    fn take_back(&mut self, provider: Option<SocketAddr>) -> u64 {
+        let mut n = 0;
+        for b in 0..self.provider.len() {
+            if self.have[b] && self.provider[b] == provider {
+                self.provider[b] = None;
+                self.have[b] = false;
+                self.missing += 1;
+                self.received -= self.block_len(b as u64);
+                self.retry.insert(b as u64);
+                n += 1;
+            }
         }
+        n
     }
 
     /// `holder` sent data that failed verification: it is dropped and every block it
     /// provided is fetched again from the others.
     pub fn bad_holder(&mut self, holder: SocketAddr) {
         self.drop_holder(holder);
-        for b in 0..self.provider.len() {
-            if self.provider[b] == Some(holder) {
-                self.provider[b] = None;
-                if self.have[b] {
-                    self.have[b] = false;
-                    self.received -= self.block_len(b as u64);
-                }
+        self.take_back(Some(holder));
+    }
+
+    /// Who provided the blocks present: each provider (`None`: present on resume) with its
+    /// block count, most blocks first.
+    pub fn providers(&self) -> Vec<(Option<SocketAddr>, u64)> {
+        let mut count: BTreeMap<Option<SocketAddr>, u64> = BTreeMap::new();
+        for (b, p) in self.provider.iter().enumerate() {
+            if self.have[b] {
+                *count.entry(*p).or_default() += 1;
             }
+        }
+        let mut v: Vec<_> = count.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v
+    }
+
+    /// Verification failed: fetch every block `suspect` provided again from the others
+    /// (`suspect` is paused meanwhile; `None` means the blocks present on resume). Returns
+    /// how many blocks were taken back.
+    pub fn recheck(&mut self, suspect: Option<SocketAddr>) -> u64 {
+        if let Some(h) = suspect {
+            let theirs: Vec<u64> = self
+                .in_flight
+                .iter()
+                .filter(|(_, (x, _, _))| *x == h)
+                .map(|(b, _)| *b)
+                .collect();
+            for b in theirs {
+                self.take_in_flight(b);
+                self.retry.insert(b);
+            }
+            if let Some(s) = self.holders.get_mut(&h) {
+                s.paused = true;
+            }
+        }
+        self.take_back(suspect)
+    }
+
+    /// Lets a paused holder be asked again.
+    pub fn unpause(&mut self, holder: SocketAddr) {
+        if let Some(s) = self.holders.get_mut(&holder) {
+            s.paused = false;
         }
     }
 
@@ -209,18 +362,27 @@ impl Download {
 
     /// When the next in-flight block times out.
     pub fn next_timeout(&self) -> Option<Time> {
-        self.in_flight.values().map(|(_, _, d)| *d).min()
+        self.deadlines.first().map(|(t, _)| *t)
+    }
+
+    /// The next block to ask for: one to ask again, else the first never asked.
+    fn next_block(&mut self) -> Option<u64> {
+        if let Some(b) = self.retry.first().copied() {
+            return Some(b);
+        }
+        let blocks = self.blocks();
+        while self.cursor < blocks && self.has_block(self.cursor) {
+            self.cursor += 1;
+        }
+        (self.cursor < blocks).then_some(self.cursor)
     }
 
     /// Expires lost blocks and returns the next request to send, if a holder has room.
     pub fn poll(&mut self, now: Time) -> Option<BlockRequest> {
-        let expired: Vec<u64> = self
-            .in_flight
-            .iter()
-            .filter(|(_, (_, _, d))| *d <= now)
-            .map(|(b, _)| *b)
-            .collect();
-        for b in expired {
+        while let Some(&(d, b)) = self.deadlines.first() {
+            if d > now {
+                break;
+            }
             self.lose(b);
         }
         if self.is_complete() {
@@ -230,21 +392,24 @@ impl Download {
         if self.len.is_none() && !self.in_flight.is_empty() {
             return None;
         }
-        let block = (0..self.blocks()).find(|b| {
-            let i = *b as usize;
-            !self.have.get(i).copied().unwrap_or(false) && !self.in_flight.contains_key(b)
-        })?;
         // The fastest holder with room in its window.
         let holder = self
             .holders
             .iter()
-            .filter(|(_, s)| !s.dropped && (s.in_flight as f64) < s.window.floor().max(1.0))
+            .filter(|(_, s)| {
+                !s.dropped && !s.paused && (s.in_flight as f64) < s.window.floor().max(1.0)
+            })
             .min_by_key(|(a, s)| (s.srtt.unwrap_or(Duration::from_millis(250)), **a))
             .map(|(a, _)| *a)?;
+        let block = self.next_block()?;
+        if !self.retry.remove(&block) {
+            self.cursor = block + 1;
+        }
         let s = self.holders.get_mut(&holder)?;
         s.in_flight += 1;
         let deadline = now + s.rto();
         self.in_flight.insert(block, (holder, now, deadline));
+        self.deadlines.insert((deadline, block));
         Some(BlockRequest {
             holder,
             offset: block * BLOCK_SIZE as u64,
@@ -264,16 +429,13 @@ impl Download {
         if self.holders.get(&from).is_none_or(|h| h.dropped) {
             return BlockOutcome::Ignored;
         }
-        if let Some(l) = self.len {
-            if l != eof {
+        match self.len {
+            Some(l) if l != eof => {
                 self.bad_holder(from);
                 return BlockOutcome::Inconsistent;
             }
-        } else {
-            self.len = Some(eof);
-            let n = self.blocks() as usize;
-            self.have = vec![false; n];
-            self.provider = vec![None; n];
+            Some(_) => {}
+            None => self.set_len(eof),
         }
         if offset % BLOCK_SIZE as u64 != 0 {
             return BlockOutcome::Ignored;
@@ -282,16 +444,14 @@ impl Download {
         if b >= self.blocks() || data_len != self.block_len(b) {
             return BlockOutcome::Ignored;
         }
-        let Some(&(asked, sent, _)) = self.in_flight.get(&b) else {
+        match self.in_flight.get(&b) {
+            Some(&(asked, _, _)) if asked == from => {}
+            _ => return BlockOutcome::Ignored,
+        }
+        let Some((_, sent, _)) = self.take_in_flight(b) else {
             return BlockOutcome::Ignored;
         };
-        if asked != from {
-            return BlockOutcome::Ignored;
-        }
-        self.in_flight.remove(&b);
-        let i = b as usize;
         if let Some(s) = self.holders.get_mut(&from) {
-            s.in_flight = s.in_flight.saturating_sub(1);
             s.losses = 0;
             s.delivered += 1;
             let sample = now.since(sent);
@@ -303,10 +463,12 @@ impl Download {
             }
             .min(MAX_WINDOW);
         }
+        let i = b as usize;
         if self.have[i] {
             return BlockOutcome::Ignored;
         }
         self.have[i] = true;
+        self.missing -= 1;
         self.provider[i] = Some(from);
         self.received += data_len;
         BlockOutcome::Accepted

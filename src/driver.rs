@@ -4,7 +4,11 @@
 
 use crate::addr::{canonical, is_loopback};
 use crate::config::Config;
-use crate::engine::{AnnounceError, BlockSource, Engine, Event, Holder, LookupId, SavedState};
+use crate::download::ResumeFrom;
+use crate::engine::{
+    AnnounceError, BlockSink, BlockSource, DownloadDone, DownloadError, DownloadProgress, Engine,
+    Event, Holder, LookupId, SavedState,
+};
 use crate::id::NodeId;
 use crate::lookup::LookupResult;
 use crate::persist;
@@ -121,8 +125,22 @@ enum Command {
     Unhold(NodeId),
     Announce(NodeId, String, oneshot::Sender<Result<(), AnnounceError>>),
     Bootstrap(Vec<SocketAddr>),
+    Download(Box<DownloadStart>),
+    Progress(NodeId, oneshot::Sender<Option<DownloadProgress>>),
+    Cancel(NodeId),
     Status(oneshot::Sender<Status>),
     Shutdown(oneshot::Sender<io::Result<()>>),
+}
+
+/// Result of a download.
+pub type DownloadResult = Result<DownloadDone, DownloadError>;
+
+struct DownloadStart {
+    id: NodeId,
+    sink: Box<dyn BlockSink>,
+    resume: Option<ResumeFrom>,
+    holders: Vec<SocketAddr>,
+    reply: oneshot::Sender<DownloadResult>,
 }
 
 /// A handle to a running node. Dropping every handle stops the node (state is saved).
@@ -182,6 +200,7 @@ impl Node {
             lookups: HashMap::new(),
             finds: HashMap::new(),
             pings: HashMap::new(),
+            downloads: HashMap::new(),
         };
         let task = tokio::spawn(driver.run(rx));
         Ok(Node {
@@ -263,6 +282,52 @@ impl Node {
         rx.await.map_err(|_| NodeGone)
     }
 
+    /// Starts fetching `id` into `sink` (with `resume` from an earlier run, and `holders`
+    /// known beforehand, e.g. plain cjp2p nodes); the receiver gets the outcome. Follow it
+    /// with [`Node::download_progress`].
+    pub async fn download(
+        &self,
+        id: NodeId,
+        sink: Box<dyn BlockSink>,
+        resume: Option<ResumeFrom>,
+        holders: Vec<SocketAddr>,
+    ) -> Result<oneshot::Receiver<DownloadResult>, NodeGone> {
+        let (reply, rx) = oneshot::channel();
+        let start = DownloadStart {
+            id,
+            sink,
+            resume,
+            holders,
+            reply,
+        };
+        self.tx
+            .send(Command::Download(Box::new(start)))
+            .await
+            .map_err(|_| NodeGone)?;
+        Ok(rx)
+    }
+
+    /// Where the download of `id` stands (`None`: not running).
+    pub async fn download_progress(
+        &self,
+        id: NodeId,
+    ) -> Result<Option<DownloadProgress>, NodeGone> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Progress(id, tx))
+            .await
+            .map_err(|_| NodeGone)?;
+        rx.await.map_err(|_| NodeGone)
+    }
+
+    /// Stops the download of `id`, keeping what arrived for a later resume.
+    pub async fn cancel_download(&self, id: NodeId) -> Result<(), NodeGone> {
+        self.tx
+            .send(Command::Cancel(id))
+            .await
+            .map_err(|_| NodeGone)
+    }
+
     /// Adds bootstrap nodes and bootstraps now.
     pub async fn bootstrap(&self, addrs: Vec<SocketAddr>) -> Result<(), NodeGone> {
         self.tx
@@ -311,6 +376,7 @@ struct Driver {
     lookups: HashMap<LookupId, oneshot::Sender<LookupResult>>,
     finds: HashMap<LookupId, oneshot::Sender<(Vec<Holder>, LookupResult)>>,
     pings: HashMap<SocketAddr, Vec<oneshot::Sender<Option<Duration>>>>,
+    downloads: HashMap<NodeId, oneshot::Sender<DownloadResult>>,
 }
 
 impl Driver {
@@ -351,10 +417,12 @@ impl Driver {
                 }
                 cmd = rx.recv() => match cmd {
                     None => {
+                        self.engine.checkpoint_downloads();
                         let _ = self.save();
                         return;
                     }
                     Some(Command::Shutdown(reply)) => {
+                        self.engine.checkpoint_downloads();
                         let _ = reply.send(self.save());
                         return;
                     }
@@ -416,6 +484,30 @@ impl Driver {
                 let _ = reply.send(self.engine.announce(now, id, &note).map(|_| ()));
             }
             Command::Bootstrap(addrs) => self.engine.bootstrap(now, &addrs),
+            Command::Download(start) => {
+                let DownloadStart {
+                    id,
+                    sink,
+                    resume,
+                    holders,
+                    reply,
+                } = *start;
+                match self.engine.start_download(now, id, sink, resume) {
+                    Ok(()) => {
+                        self.downloads.insert(id, reply);
+                        for h in holders {
+                            self.engine.add_download_holder(now, id, h);
+                        }
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            Command::Progress(id, reply) => {
+                let _ = reply.send(self.engine.download_progress(&id));
+            }
+            Command::Cancel(id) => self.engine.cancel_download(&id),
             Command::Status(reply) => {
                 let _ = reply.send(Status {
                     id: self.engine.id(),
@@ -474,6 +566,11 @@ impl Driver {
                 } => {
                     if let Some(reply) = self.finds.remove(&id) {
                         let _ = reply.send((holders, result));
+                    }
+                }
+                Event::DownloadFinished { id, outcome } => {
+                    if let Some(reply) = self.downloads.remove(&id) {
+                        let _ = reply.send(outcome);
                     }
                 }
                 Event::PublicAddressChanged(a) => {

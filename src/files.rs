@@ -8,7 +8,8 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-/// Suffix of files being downloaded; scans skip them.
+/// Suffix of files being downloaded (and, with `.progress` after it, of their progress
+/// records); scans skip both.
 pub const PARTIAL_SUFFIX: &str = ".telekad-partial";
 
 /// SHA-256 of a file, read in 1 MiB chunks; `progress(done, total)` after each chunk.
@@ -100,7 +101,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
         let entry = entry?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with('.') || name.ends_with(PARTIAL_SUFFIX) {
+        if name.starts_with('.') || name.contains(PARTIAL_SUFFIX) {
             continue;
         }
         let ty = entry.file_type()?;

@@ -61,6 +61,7 @@ pub mod engine;
 pub mod files;
 pub mod id;
 pub mod lookup;
+pub mod partial;
 pub mod persist;
 pub mod public_addr;
 pub mod records;

@@ -135,17 +135,35 @@ pub fn decode(bytes: &[u8]) -> Result<SavedState, LoadError> {
 /// Writes `state` to `dir/state.json` atomically: a crash leaves either the old or the new
 /// file, never a torn one.
 pub fn save(dir: &Path, state: &SavedState) -> io::Result<()> {
-    let bytes = encode(state);
-    let tmp = dir.join(format!(".{STATE_FILE}.tmp.{}", std::process::id()));
+    write_atomic(&dir.join(STATE_FILE), &encode(state), true)
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so that readers see the
+/// old or the new content, never a mix. With `durable`, the data and the rename are
+/// synced to disk first.
+pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     {
         let mut f = fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
+        f.write_all(bytes)?;
+        if durable {
+            f.sync_all()?;
+        }
     }
-    fs::rename(&tmp, dir.join(STATE_FILE))?;
-    // Make the rename itself durable.
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
+    fs::rename(&tmp, path)?;
+    if durable {
+        // Make the rename itself durable.
+        if let Ok(d) = fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
     }
     Ok(())
 }

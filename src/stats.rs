@@ -67,6 +67,18 @@ pub struct Stats {
     pub content_bytes_served: u64,
     /// Requests for held content at an offset past its end.
     pub content_bad_requests: u64,
+    /// `Content` blocks received that a download accepted.
+    pub content_blocks_received: u64,
+    /// `Content` blocks received that no download asked for (ignored).
+    pub content_unsolicited: u64,
+    /// Downloads started.
+    pub downloads_started: u64,
+    /// Downloads verified and finished.
+    pub downloads_finished: u64,
+    /// Downloads that failed (no holder, holders silent, verification, storage).
+    pub downloads_failed: u64,
+    /// Holders dropped for sending data that did not verify.
+    pub bad_holders: u64,
 }
 
 impl Stats {

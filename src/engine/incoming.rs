@@ -55,8 +55,17 @@ impl Engine {
         let new_cookie = self.remember_peer(now, src, &msgs, check);
         self.handle_answers(now, src, &msgs, verified, new_cookie);
         for m in &msgs {
-            if let Message::IHaveSome { id, note } = m {
-                self.take_announcement(now, src, check, *id, note);
+            match m {
+                Message::IHaveSome { id, note } => {
+                    self.take_announcement(now, src, check, *id, note);
+                }
+                Message::Content {
+                    id,
+                    offset,
+                    data,
+                    eof,
+                } => self.take_content(now, src, *id, *offset, data, *eof),
+                _ => {}
             }
         }
         self.reply(now, src, data.len(), check, &msgs);
@@ -184,6 +193,7 @@ impl Engine {
                         } if *mid == target => Some((peers, *holders, notes)),
                         _ => None,
                     });
+                    let mut named: Vec<SocketAddr> = Vec::new();
                     let from_maybe: Vec<(SocketAddr, NodeId)>;
                     let peers: &[(SocketAddr, NodeId)] = match maybe {
                         Some((all, holders, notes)) => {
@@ -191,6 +201,9 @@ impl Engine {
                                 for (i, h) in all.iter().take(holders).enumerate() {
                                     let note = notes.get(i).cloned().unwrap_or_default();
                                     task.holders.entry(*h).or_insert(note);
+                                    if task.kind == super::LookupKind::Fetch {
+                                        named.push(*h);
+                                    }
                                 }
                             }
                             from_maybe = all[holders..]
@@ -209,7 +222,12 @@ impl Engine {
                         self.dirty.insert(id);
                     }
                     self.add_candidates(peers);
+                    // Download as soon as the walk names holders.
+                    for h in named {
+                        self.found_holder(now, target, h);
+                    }
                 }
+                Purpose::Greet(id) => self.greeted(id, src, true),
                 Purpose::Announce => {}
                 Purpose::UserPing => self.emit(Event::Pong {
                     addr: src,

@@ -60,13 +60,25 @@ impl Engine {
                 };
                 let target = task.lookup.target();
                 let telekad = self.peers.get(&addr).is_some_and(|p| p.telekad);
+                let fetch = task.kind == LookupKind::Fetch;
                 let mut body = vec![match task.kind {
-                    LookupKind::Find => Message::WhoHasSome { id: target },
+                    LookupKind::Find | LookupKind::Fetch => Message::WhoHasSome { id: target },
                     _ => Message::WhereAreThey { target },
                 }];
+                if fetch {
+                    // A holder among the nodes asked answers with the first block.
+                    body.push(Message::PleaseSendContent {
+                        id: target,
+                        offset: 0,
+                        length: crate::wire::BLOCK_SIZE as u64,
+                    });
+                }
                 if !telekad {
                     // Old cjp2p nodes ignore WhereAreThey; their Peers still help.
                     body.push(Message::PleaseSendPeers);
+                }
+                if fetch {
+                    self.probed(target, addr);
                 }
                 if !self.send_request(now, addr, Purpose::Lookup(id, target), &body) {
                     self.dirty.insert(id);
@@ -86,6 +98,7 @@ impl Engine {
             }
         }
         self.flush_candidates(now);
+        self.drive_fetches(now);
     }
 
     pub(super) fn finish(&mut self, now: Time, id: LookupId, task: Task) {
@@ -113,6 +126,10 @@ impl Engine {
                     holders,
                     result,
                 });
+            }
+            LookupKind::Fetch => {
+                let holders: Vec<SocketAddr> = task.holders.into_keys().collect();
+                self.walk_finished(now, result.target, &holders);
             }
         }
     }

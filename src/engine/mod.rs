@@ -8,6 +8,7 @@
 
 mod announce;
 mod content;
+mod fetch;
 mod incoming;
 mod lookups;
 mod maintenance;
@@ -17,6 +18,9 @@ mod send;
 
 pub use announce::{AnnounceError, MAX_HOLDERS_LISTED};
 pub use content::BlockSource;
+pub use fetch::{
+    BlockSink, DownloadDone, DownloadError, DownloadProgress, MemorySink, STALL_TIMEOUT,
+};
 pub use incoming::amplification_limit;
 pub use requests::LookupId;
 
@@ -77,6 +81,13 @@ pub enum Event {
         /// The lookup itself (the k nodes closest to the id).
         result: LookupResult,
     },
+    /// A download started with [`Engine::start_download`] ended.
+    DownloadFinished {
+        /// The content id.
+        id: NodeId,
+        /// Verified and finished, or why not.
+        outcome: Result<DownloadDone, DownloadError>,
+    },
 }
 
 /// A node that announced it holds an id.
@@ -100,6 +111,9 @@ enum LookupKind {
     Announce,
     /// Collect the recorded holders of an id (`WhoHasSome`).
     Find,
+    /// The holder walk of a download: like `Find`, plus a block-0 probe so that holders
+    /// among the nodes asked (plain cjp2p ones too) answer with the content itself.
+    Fetch,
 }
 
 #[derive(Debug, Clone)]
@@ -146,6 +160,8 @@ pub struct Engine {
     announcing: BTreeMap<NodeId, (String, Time)>,
     /// Content we serve.
     held: BTreeMap<NodeId, content::Held>,
+    /// Content we fetch.
+    downloads: BTreeMap<NodeId, fetch::Fetch>,
     /// Lookups that got input since they were last polled.
     dirty: BTreeSet<LookupId>,
     next_lookup: u64,
@@ -194,6 +210,7 @@ impl Engine {
             lookups: BTreeMap::new(),
             announcing: BTreeMap::new(),
             held: BTreeMap::new(),
+            downloads: BTreeMap::new(),
             dirty: BTreeSet::new(),
             next_lookup: 1,
             candidates: VecDeque::new(),
@@ -278,6 +295,9 @@ impl Engine {
                 t = t.min(l);
             }
         }
+        if let Some(f) = self.fetch_timeout() {
+            t = t.min(f);
+        }
         Some(t)
     }
 
@@ -287,11 +307,13 @@ impl Engine {
         // counts against its contact.
         for req in self.requests.expire(now) {
             self.stats.requests_timed_out += 1;
-            if req.purpose == Purpose::UserPing {
-                self.emit(Event::Pong {
+            match req.purpose {
+                Purpose::UserPing => self.emit(Event::Pong {
                     addr: req.addr,
                     rtt: None,
-                });
+                }),
+                Purpose::Greet(id) => self.greeted(id, req.addr, false),
+                _ => {}
             }
             if self.table.failed(req.addr) {
                 self.emit(Event::ContactRemoved(req.addr));

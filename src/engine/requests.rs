@@ -25,6 +25,8 @@ pub(crate) enum Purpose {
     Announce,
     /// A ping the owner asked for ([`super::Engine::ping`]).
     UserPing,
+    /// A first request to a holder of a download, to get its cookie before asking blocks.
+    Greet(NodeId),
 }
 
 #[derive(Debug, Clone)]

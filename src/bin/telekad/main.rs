@@ -1,6 +1,7 @@
 //! `telekad`: the command-line front end (run a node, run a loopback swarm).
 
 mod args;
+mod get;
 mod lookup;
 mod run;
 mod share;
@@ -55,6 +56,11 @@ enum Cmd {
         after_help = "Example:\n  telekad find mygame/lobby --bootstrap 192.0.2.1:24254 --json"
     )]
     Find(topics::FindArgs),
+    /// Download content by its id from every holder found, verified, resumable.
+    #[command(
+        after_help = "Examples:\n  telekad get 9f86d0...(64 hex) -o video.mkv --bootstrap 192.0.2.1:24254\n  telekad get 9f86d0...(64 hex) --holder 192.0.2.9:24254 --json"
+    )]
+    Get(get::GetArgs),
     /// Simulate a network of N engines over a virtual clock and report lookup quality.
     #[command(
         after_help = "Example:\n  telekad simulate --nodes 2000 --lookups 1000 --seed 1 --loss 0.1 --json"
@@ -96,6 +102,7 @@ fn main() -> ExitCode {
                 Cmd::Announce(a) => topics::announce(a).await,
                 Cmd::Share(a) => share::share(a).await,
                 Cmd::Find(a) => topics::find(a).await,
+                Cmd::Get(a) => get::get(a).await,
                 Cmd::Simulate(_) => unreachable!("handled above"),
             }
         }),
