@@ -23,7 +23,7 @@ use std::time::Duration;
 
 /// Where a download's bytes go (a partial file, memory). The engine calls it; it never
 /// opens files itself.
-pub trait BlockSink: Send + fmt::Debug {
+pub trait BlockSink: Send + Sync + fmt::Debug {
     /// Writes `data` at `offset`.
     fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()>;
     /// Reads back `buf.len()` bytes written earlier at `offset` (for hashing).
