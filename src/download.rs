@@ -23,9 +23,26 @@ use std::time::Duration;
 pub const MAX_HOLDER_LOSSES: u32 = 8;
 /// Largest window per holder, in blocks.
 pub const MAX_WINDOW: f64 = 512.0;
+/// Most blocks in flight over all holders (about 2.3 MB of answers on the way, within a
+/// 4 MiB socket receive buffer).
+pub const MAX_IN_FLIGHT: usize = 384;
 
 /// What an earlier run left: the content length and which blocks are present.
 pub type ResumeFrom = (u64, Vec<bool>);
+
+/// A block asked of a holder that has not arrived yet.
+#[derive(Debug, Clone, Copy)]
+struct Flight {
+    holder: SocketAddr,
+    sent: Time,
+    deadline: Time,
+    /// Send order at this holder.
+    seq: u64,
+}
+
+/// Later-sent blocks from the same holder that may arrive before an earlier one is taken
+/// as lost.
+pub const REORDER_ALLOWANCE: u64 = 3;
 
 /// One `PleaseSendContent` to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,8 +70,14 @@ pub enum BlockOutcome {
 struct Holder {
     window: f64,
     threshold: f64,
-    in_flight: usize,
+    /// Blocks asked of this holder and not yet arrived, by send sequence.
+    order: BTreeSet<(u64, u64)>,
+    next_seq: u64,
+    /// Losses of blocks sent before this time do not shrink the window again (one
+    /// decrease per round trip, as in TCP NewReno).
+    recovered: Time,
     srtt: Option<Duration>,
+    min_rtt: Option<Duration>,
     losses: u32,
     delivered: u64,
     dropped: bool,
@@ -67,12 +90,29 @@ impl Holder {
         Holder {
             window: 4.0,
             threshold: MAX_WINDOW,
-            in_flight: 0,
+            order: BTreeSet::new(),
+            next_seq: 0,
+            recovered: Time::ZERO,
             srtt: None,
+            min_rtt: None,
             losses: 0,
             delivered: 0,
             dropped: false,
             paused: false,
+        }
+    }
+
+    /// The window as a whole number of blocks (at least one).
+    fn room(&self) -> f64 {
+        self.window.floor().max(1.0)
+    }
+
+    /// Whether the round trip is near its minimum: no queue has built up on the path, so a
+    /// loss is more likely noise than congestion.
+    fn no_queue(&self) -> bool {
+        match (self.srtt, self.min_rtt) {
+            (Some(s), Some(m)) => s <= m + m / 2 + Duration::from_millis(1),
+            _ => false,
         }
     }
 
@@ -96,11 +136,12 @@ pub struct Download {
     cursor: u64,
     /// Blocks to ask again (lost, or taken back from a bad or suspect holder).
     retry: BTreeSet<u64>,
-    /// Block index -> (holder, sent, deadline).
-    in_flight: BTreeMap<u64, (SocketAddr, Time, Time)>,
+    in_flight: BTreeMap<u64, Flight>,
     deadlines: BTreeSet<(Time, u64)>,
     holders: BTreeMap<SocketAddr, Holder>,
     received: u64,
+    /// The length came from a resume record and no holder has confirmed it yet.
+    len_unconfirmed: bool,
 }
 
 impl Download {
@@ -118,6 +159,7 @@ impl Download {
             deadlines: BTreeSet::new(),
             holders: BTreeMap::new(),
             received: 0,
+            len_unconfirmed: false,
         }
     }
 
@@ -127,6 +169,7 @@ impl Download {
     pub fn resume(id: NodeId, len: u64, have: &[bool]) -> Download {
         let mut d = Download::new(id);
         d.set_len(len);
+        d.len_unconfirmed = true;
         if have.len() == d.have.len() {
             for (b, h) in have.iter().enumerate() {
                 if *h {
@@ -137,6 +180,19 @@ impl Download {
             }
         }
         d
+    }
+
+    /// Forgets every block present or asked and starts over with length `len` (holders
+    /// and their windows are kept).
+    fn restart(&mut self, len: u64) {
+        self.set_len(len);
+        self.cursor = 0;
+        self.retry.clear();
+        self.received = 0;
+        let blocks: Vec<u64> = self.in_flight.keys().copied().collect();
+        for b in blocks {
+            self.take_in_flight(b);
+        }
     }
 
     fn set_len(&mut self, len: u64) {
@@ -235,7 +291,7 @@ impl Download {
 
     /// Block requests of `holder` in flight, and its window.
     pub fn window_of(&self, holder: SocketAddr) -> Option<(usize, f64)> {
-        self.holders.get(&holder).map(|h| (h.in_flight, h.window))
+        self.holders.get(&holder).map(|h| (h.order.len(), h.window))
     }
 
     /// Block requests in flight.
@@ -243,24 +299,31 @@ impl Download {
         self.in_flight.len()
     }
 
-    fn take_in_flight(&mut self, b: u64) -> Option<(SocketAddr, Time, Time)> {
-        let entry = self.in_flight.remove(&b)?;
-        self.deadlines.remove(&(entry.2, b));
-        if let Some(s) = self.holders.get_mut(&entry.0) {
-            s.in_flight = s.in_flight.saturating_sub(1);
+    fn take_in_flight(&mut self, b: u64) -> Option<Flight> {
+        let f = self.in_flight.remove(&b)?;
+        self.deadlines.remove(&(f.deadline, b));
+        if let Some(s) = self.holders.get_mut(&f.holder) {
+            s.order.remove(&(f.seq, b));
         }
-        Some(entry)
+        Some(f)
     }
 
-    fn lose(&mut self, b: u64) {
-        let Some((h, _, _)) = self.take_in_flight(b) else {
+    fn lose(&mut self, b: u64, now: Time) {
+        let Some(f) = self.take_in_flight(b) else {
             return;
         };
         self.retry.insert(b);
         let live = self.live_holders();
+        let h = f.holder;
         if let Some(s) = self.holders.get_mut(&h) {
-            s.threshold = (s.window / 2.0).max(1.0);
-            s.window = s.threshold;
+            if f.sent >= s.recovered {
+                // Once per round trip: halve when a queue built up (congestion), shrink a
+                // little when the path shows no queue (random loss).
+                let factor = if s.no_queue() { 0.9 } else { 0.5 };
+                s.threshold = (s.window * factor).max(1.0);
+                s.window = s.threshold;
+                s.recovered = now;
+            }
             s.losses += 1;
             // A holder that never delivered goes after repeated losses, but never the
             // last one; one that delivered is only slowed down (its window halves).
@@ -278,7 +341,7 @@ impl Download {
         let theirs: Vec<u64> = self
             .in_flight
             .iter()
-            .filter(|(_, (x, _, _))| *x == h)
+            .filter(|(_, f)| f.holder == h)
             .map(|(b, _)| *b)
             .collect();
         for b in theirs {
@@ -333,7 +396,7 @@ impl Download {
             let theirs: Vec<u64> = self
                 .in_flight
                 .iter()
-                .filter(|(_, (x, _, _))| *x == h)
+                .filter(|(_, f)| f.holder == h)
                 .map(|(b, _)| *b)
                 .collect();
             for b in theirs {
@@ -383,32 +446,45 @@ impl Download {
             if d > now {
                 break;
             }
-            self.lose(b);
+            self.lose(b, now);
         }
         if self.is_complete() {
             return None;
         }
         // Until the length is known, one request at a time for block 0.
-        if self.len.is_none() && !self.in_flight.is_empty() {
+        if self.len.is_none() && !self.in_flight.is_empty() || self.in_flight.len() >= MAX_IN_FLIGHT
+        {
             return None;
         }
-        // The fastest holder with room in its window.
+        // The least loaded holder (in flight over window) with room in its window.
         let holder = self
             .holders
             .iter()
-            .filter(|(_, s)| {
-                !s.dropped && !s.paused && (s.in_flight as f64) < s.window.floor().max(1.0)
+            .filter(|(_, s)| !s.dropped && !s.paused && (s.order.len() as f64) < s.room())
+            .min_by(|(a, x), (b, y)| {
+                let lx = x.order.len() as f64 / x.room();
+                let ly = y.order.len() as f64 / y.room();
+                lx.total_cmp(&ly).then(a.cmp(b))
             })
-            .min_by_key(|(a, s)| (s.srtt.unwrap_or(Duration::from_millis(250)), **a))
             .map(|(a, _)| *a)?;
         let block = self.next_block()?;
         if !self.retry.remove(&block) {
             self.cursor = block + 1;
         }
         let s = self.holders.get_mut(&holder)?;
-        s.in_flight += 1;
+        let seq = s.next_seq;
+        s.next_seq += 1;
+        s.order.insert((seq, block));
         let deadline = now + s.rto();
-        self.in_flight.insert(block, (holder, now, deadline));
+        self.in_flight.insert(
+            block,
+            Flight {
+                holder,
+                sent: now,
+                deadline,
+                seq,
+            },
+        );
         self.deadlines.insert((deadline, block));
         Some(BlockRequest {
             holder,
@@ -430,6 +506,10 @@ impl Download {
             return BlockOutcome::Ignored;
         }
         match self.len {
+            Some(l) if l != eof && self.len_unconfirmed => {
+                // The resume record was wrong, not the holder: start over at its length.
+                self.restart(eof);
+            }
             Some(l) if l != eof => {
                 self.bad_holder(from);
                 return BlockOutcome::Inconsistent;
@@ -437,6 +517,7 @@ impl Download {
             Some(_) => {}
             None => self.set_len(eof),
         }
+        self.len_unconfirmed = false;
         if offset % BLOCK_SIZE as u64 != 0 {
             return BlockOutcome::Ignored;
         }
@@ -445,10 +526,10 @@ impl Download {
             return BlockOutcome::Ignored;
         }
         match self.in_flight.get(&b) {
-            Some(&(asked, _, _)) if asked == from => {}
+            Some(f) if f.holder == from => {}
             _ => return BlockOutcome::Ignored,
         }
-        let Some((_, sent, _)) = self.take_in_flight(b) else {
+        let Some(Flight { sent, seq, .. }) = self.take_in_flight(b) else {
             return BlockOutcome::Ignored;
         };
         if let Some(s) = self.holders.get_mut(&from) {
@@ -456,12 +537,25 @@ impl Download {
             s.delivered += 1;
             let sample = now.since(sent);
             s.srtt = Some(s.srtt.map_or(sample, |r| (r * 7 + sample) / 8));
-            s.window = if s.window < s.threshold {
+            s.min_rtt = Some(s.min_rtt.map_or(sample, |m| m.min(sample)));
+            s.window = if s.window < s.threshold || s.no_queue() {
                 s.window + 1.0
             } else {
                 s.window + 1.0 / s.window
             }
             .min(MAX_WINDOW);
+        }
+        // Blocks asked of this holder well before this one and still missing were lost
+        // (loopback and most paths keep order): ask them again now, not at their deadline.
+        let overtaken: Vec<u64> = self.holders.get(&from).map_or(Vec::new(), |s| {
+            s.order
+                .iter()
+                .take_while(|(q, _)| q + REORDER_ALLOWANCE < seq)
+                .map(|(_, blk)| *blk)
+                .collect()
+        });
+        for blk in overtaken {
+            self.lose(blk, now);
         }
         let i = b as usize;
         if self.have[i] {

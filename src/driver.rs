@@ -161,6 +161,7 @@ impl Node {
         let socket = UdpSocket::bind(cfg.bind)
             .await
             .map_err(|e| StartError::Bind(cfg.bind, e))?;
+        set_buffers(&socket);
         let local = canonical(
             socket
                 .local_addr()
@@ -492,12 +493,9 @@ impl Driver {
                     holders,
                     reply,
                 } = *start;
-                match self.engine.start_download(now, id, sink, resume) {
+                match self.engine.start_download(now, id, sink, resume, &holders) {
                     Ok(()) => {
                         self.downloads.insert(id, reply);
-                        for h in holders {
-                            self.engine.add_download_holder(now, id, h);
-                        }
                     }
                     Err(e) => {
                         let _ = reply.send(Err(e));
@@ -578,6 +576,23 @@ impl Driver {
                 }
             }
         }
+    }
+}
+
+/// Receive buffer asked of the OS (capped by its limit, e.g. Linux `net.core.rmem_max`):
+/// a download keeps hundreds of 5.6 KB blocks in flight, more than the usual 208 KiB holds.
+pub const RECV_BUFFER: usize = 4 << 20;
+/// Send buffer asked of the OS.
+pub const SEND_BUFFER: usize = 1 << 20;
+
+/// Enlarges a socket's buffers as far as the OS allows (failures only cost throughput).
+pub fn set_buffers(socket: &UdpSocket) {
+    let s = socket2::SockRef::from(socket);
+    if let Err(e) = s.set_recv_buffer_size(RECV_BUFFER) {
+        tracing::debug!("cannot enlarge the receive buffer: {e}");
+    }
+    if let Err(e) = s.set_send_buffer_size(SEND_BUFFER) {
+        tracing::debug!("cannot enlarge the send buffer: {e}");
     }
 }
 

@@ -59,7 +59,19 @@ impl PartialFile {
     pub fn open(target: &Path, id: NodeId) -> io::Result<(PartialFile, Option<ResumeFrom>)> {
         let partial = partial_path(target);
         let progress = progress_path(target);
-        let resume = read_progress(&progress, id);
+        let mut resume = read_progress(&progress, id);
+        if let Some((len, have)) = &resume {
+            // Every block the record claims must lie inside the partial file.
+            let size = std::fs::metadata(&partial).map_or(0, |m| m.len());
+            let bs = crate::wire::BLOCK_SIZE as u64;
+            let needed = have
+                .iter()
+                .rposition(|h| *h)
+                .map_or(0, |b| ((b as u64 + 1) * bs).min(*len));
+            if size < needed {
+                resume = None;
+            }
+        }
         if resume.is_none() {
             // A record of another id (or a damaged one) must not describe the new bytes.
             let _ = std::fs::remove_file(&progress);

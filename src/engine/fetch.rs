@@ -15,7 +15,7 @@ use crate::id::NodeId;
 use crate::time::Time;
 use crate::wire::{Echo, Message, PacketWriter, BLOCK_SIZE, MAX_DATAGRAM};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -121,7 +121,7 @@ impl fmt::Display for DownloadError {
                 let list: Vec<String> = holders.iter().map(|h| h.to_string()).collect();
                 f.write_str(&list.join(", "))
             }
-            DownloadError::Storage(e) => write!(f, "cannot write the download: {e}"),
+            DownloadError::Storage(e) => write!(f, "cannot store the download: {e}"),
             DownloadError::AlreadyRunning => f.write_str("a download of this id is running"),
             DownloadError::Cancelled => f.write_str("cancelled"),
         }
@@ -162,6 +162,8 @@ pub struct DownloadProgress {
     pub rechecking: bool,
 }
 
+/// Times a holder is asked for its cookie before it is given up.
+pub const GREET_ATTEMPTS: u32 = 3;
 /// Accepted blocks between checkpoints.
 const CHECKPOINT_EVERY: u32 = 256;
 /// Most blocks hashed in one call (the rest on the next wake-up).
@@ -181,8 +183,8 @@ pub(super) struct Fetch {
     walk: Option<super::LookupId>,
     /// Addresses the walk asked for block 0 (a `Content` from them names a holder).
     probed: BTreeSet<SocketAddr>,
-    /// Holders asked for their cookie before the first block.
-    greeting: BTreeSet<SocketAddr>,
+    /// Holders asked for their cookie before the first block, with the attempts made.
+    greeting: BTreeMap<SocketAddr, u32>,
     /// The provider whose blocks are being fetched again, if verification failed.
     suspect: Option<Option<SocketAddr>>,
     /// Providers already checked that way.
@@ -218,14 +220,16 @@ impl Clone for Fetch {
 
 impl Engine {
     /// Starts fetching `id` into `sink`: a holder walk, then blocks from every holder.
-    /// `resume` gives the length and the blocks already in the sink from an earlier run.
-    /// The outcome arrives as [`Event::DownloadFinished`].
+    /// `resume` gives the length and the blocks already in the sink from an earlier run;
+    /// `holders` are known holders to ask besides those the walk finds (plain cjp2p nodes,
+    /// say). The outcome arrives as [`Event::DownloadFinished`].
     pub fn start_download(
         &mut self,
         now: Time,
         id: NodeId,
         sink: Box<dyn BlockSink>,
         resume: Option<ResumeFrom>,
+        holders: &[SocketAddr],
     ) -> Result<(), DownloadError> {
         if self.downloads.contains_key(&id) {
             return Err(DownloadError::AlreadyRunning);
@@ -245,7 +249,7 @@ impl Engine {
                 hashed: 0,
                 walk: Some(walk),
                 probed: BTreeSet::new(),
-                greeting: BTreeSet::new(),
+                greeting: BTreeMap::new(),
                 suspect: None,
                 tried: Vec::new(),
                 bad: Vec::new(),
@@ -254,6 +258,9 @@ impl Engine {
                 hash_due: Some(now),
             },
         );
+        for h in holders {
+            self.found_holder(now, id, crate::addr::canonical(*h));
+        }
         self.drive(now);
         Ok(())
     }
@@ -322,7 +329,7 @@ impl Engine {
         let Some(f) = self.downloads.get(&id) else {
             return;
         };
-        if self.is_self(addr) || f.dl.knows_holder(addr) || f.greeting.contains(&addr) {
+        if self.is_self(addr) || f.dl.knows_holder(addr) || f.greeting.contains_key(&addr) {
             return;
         }
         let has_cookie = self
@@ -336,18 +343,29 @@ impl Engine {
         } else if self.send_request(now, addr, Purpose::Greet(id), &[]) {
             // Full blocks need the holder's cookie; ask for it first.
             if let Some(f) = self.downloads.get_mut(&id) {
-                f.greeting.insert(addr);
+                f.greeting.insert(addr, 1);
             }
         }
     }
 
-    /// A greeting was answered (`answered`) or given up.
-    pub(super) fn greeted(&mut self, id: NodeId, addr: SocketAddr, answered: bool) {
-        if let Some(f) = self.downloads.get_mut(&id) {
+    /// A greeting was answered (`answered`) or timed out (it is sent again, up to
+    /// [`GREET_ATTEMPTS`] times).
+    pub(super) fn greeted(&mut self, now: Time, id: NodeId, addr: SocketAddr, answered: bool) {
+        let Some(f) = self.downloads.get_mut(&id) else {
+            return;
+        };
+        if answered {
             f.greeting.remove(&addr);
-            if answered {
-                f.dl.add_holder(addr);
+            f.dl.add_holder(addr);
+            return;
+        }
+        let tries = f.greeting.get(&addr).copied().unwrap_or(GREET_ATTEMPTS);
+        if tries >= GREET_ATTEMPTS || !self.send_request(now, addr, Purpose::Greet(id), &[]) {
+            if let Some(f) = self.downloads.get_mut(&id) {
+                f.greeting.remove(&addr);
             }
+        } else if let Some(f) = self.downloads.get_mut(&id) {
+            f.greeting.insert(addr, tries + 1);
         }
     }
 
@@ -394,7 +412,14 @@ impl Engine {
                 return;
             }
         }
-        match f.dl.on_block(src, offset, data.len() as u64, eof, now) {
+        let len_before = f.dl.len();
+        let outcome = f.dl.on_block(src, offset, data.len() as u64, eof, now);
+        if len_before.is_some() && f.dl.len() != len_before {
+            // The resume record had the wrong length: everything starts over.
+            f.hasher = Sha256::new();
+            f.hashed = 0;
+        }
+        match outcome {
             BlockOutcome::Accepted => {
                 self.stats.content_blocks_received += 1;
                 f.last_progress = now;
@@ -427,6 +452,8 @@ impl Engine {
         if let Some(mut f) = self.downloads.remove(&id) {
             match &e {
                 DownloadError::VerifyFailed { .. } => f.sink.discard(),
+                // Nothing worth resuming: leave no empty partial file behind.
+                _ if f.dl.received() == 0 => f.sink.discard(),
                 _ => {
                     if let Some(len) = f.dl.len() {
                         let _ = f.sink.checkpoint(len, f.dl.have());

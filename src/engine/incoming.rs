@@ -227,7 +227,7 @@ impl Engine {
                         self.found_holder(now, target, h);
                     }
                 }
-                Purpose::Greet(id) => self.greeted(id, src, true),
+                Purpose::Greet(id) => self.greeted(now, id, src, true),
                 Purpose::Announce => {}
                 Purpose::UserPing => self.emit(Event::Pong {
                     addr: src,
@@ -324,6 +324,7 @@ impl Engine {
             let c = c.to_echo();
             trimmed |= !self.put(&mut w, &Message::AlwaysReturned(c));
         }
+        let nonced = !echoes.is_empty();
         for e in echoes {
             trimmed |= !self.put(&mut w, &Message::ReturnedMessage(e.clone()));
         }
@@ -356,7 +357,7 @@ impl Engine {
         if list_supported {
             trimmed |= !self.put(&mut w, &Message::SupportedMessages);
         }
-        if !trimmed {
+        if !trimmed && nonced {
             self.put(&mut w, &Message::YourAddressIs { addr: src });
         }
         trimmed |= !self.ping_in_reply(now, src, &mut w);

@@ -312,7 +312,7 @@ impl Engine {
                     addr: req.addr,
                     rtt: None,
                 }),
-                Purpose::Greet(id) => self.greeted(id, req.addr, false),
+                Purpose::Greet(id) => self.greeted(now, id, req.addr, false),
                 _ => {}
             }
             if self.table.failed(req.addr) {
