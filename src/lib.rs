@@ -14,7 +14,9 @@
 //! - Kademlia state: [`table`] (k-buckets with caps and replacement caches) and [`lookup`]
 //!   (the iterative lookup as a pure state machine), [`public_addr`] (address learning).
 //! - Content: [`records`] (who announced what), [`files`] (files as content),
-//!   [`download`] (a download as a pure state machine).
+//!   [`download`] (a download as a pure state machine), [`partial`] (a download on disk,
+//!   resumable). The engine serves content from a [`engine::BlockSource`] and fetches into
+//!   a [`engine::BlockSink`]; it never opens files itself.
 //! - The engine: [`engine::Engine`] takes datagrams and time and hands back datagrams,
 //!   events and its next wake-up (`handle_packet`, `handle_timeout`, `poll_transmit`,
 //!   `poll_event`, `poll_timeout`). Tuned by [`config::Config`], counted in [`stats::Stats`].

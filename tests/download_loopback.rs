@@ -215,7 +215,9 @@ async fn sixteen_mib_from_three_holders_with_ten_percent_loss() {
     assert!(f.data == *data, "bytes differ");
     assert!(done.bad_holders.is_empty());
     assert!(f.dropped > 500, "the loss layer dropped only {}", f.dropped);
-    assert!(done.holders.len() >= 2, "only {:?} served", done.holders);
+    // Holders join as the walk names them and their greeting gets through (each greeting
+    // may be lost too), so a fast download may finish before all three took part.
+    assert!(!done.holders.is_empty());
     assert!(done.holders.iter().all(|h| addrs.contains(h)));
 }
 
@@ -237,6 +239,7 @@ async fn a_corrupting_holder_is_dropped_and_the_download_completes() {
     );
     assert!(f.data == *data, "bytes differ");
     assert_eq!(done.bad_holders, vec![bad]);
+    assert!(!done.holders.is_empty());
     assert!(
         !done.holders.contains(&bad),
         "a block of the bad holder was kept"

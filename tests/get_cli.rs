@@ -394,6 +394,98 @@ fn get_resumes_when_a_few_resumed_blocks_include_a_bad_one() {
     assert_eq!(marked, (3 << 20) / BLOCK / 50 + 1);
 }
 
+/// `get --json --bootstrap seed` of `data` to `out` (the network already shares it).
+fn get_json(dir: &TempDir, data: &[u8], out: &Path, seed: SocketAddr) -> Run {
+    get(
+        dir,
+        &id_of(data).to_hex(),
+        out,
+        &["--bootstrap", &seed.to_string(), "--json"],
+        Duration::from_secs(40),
+    )
+}
+
+#[test]
+fn get_ignores_a_record_whose_partial_file_is_missing_or_short() {
+    // A valid record (right id and length, blocks marked) whose partial file is gone, or
+    // shorter than the last marked block's end: the record is ignored and the download
+    // starts over; nothing is counted as resumed and nobody is blamed.
+    let dir = TempDir::new("short-partial");
+    let mut procs = Procs(Vec::new());
+    let data = content(3 << 20, 4);
+    let (seed, sharers) = network(&mut procs, &dir, &data);
+    let blocks = data.len().div_ceil(BLOCK);
+
+    // (a) The partial file is missing.
+    let out = dir.path("missing.bin");
+    let marked = leave_partial(&out, &data, |b| b % 3 == 0, 30);
+    assert!(marked > 0);
+    std::fs::remove_file(partial_path(&out)).unwrap();
+    assert!(progress_path(&out).exists());
+    let r = get_json(&dir, &data, &out, seed);
+    let v = assert_downloaded(&r, &out, &data, &sharers);
+    assert_eq!(v["resumed_blocks"].as_u64(), Some(0), "{v}");
+
+    // (b) The partial file is one byte short of the last marked block's end (the marked
+    // blocks before it are all inside the file).
+    let out = dir.path("short.bin");
+    let last = blocks / 2;
+    let marked = leave_partial(&out, &data, |b| b <= last && b % 4 == last % 4, last);
+    assert!(marked > 1);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(partial_path(&out))
+        .unwrap();
+    f.set_len(((last + 1) * BLOCK) as u64 - 1).unwrap();
+    drop(f);
+    let r = get_json(&dir, &data, &out, seed);
+    let v = assert_downloaded(&r, &out, &data, &sharers);
+    assert_eq!(v["resumed_blocks"].as_u64(), Some(0), "{v}");
+    drop(procs);
+}
+
+/// Shares 3 MiB, leaves a record of the right id but the wrong length (5000 bytes, two
+/// blocks, those in `have` marked) with a partial file that matches it (the content's first
+/// 5000 bytes), and checks that `get` still fetches the right bytes and blames nobody: the
+/// record is wrong, not the holders.
+fn wrong_len_case(name: &str, have: [bool; 2]) {
+    let dir = TempDir::new(name);
+    let mut procs = Procs(Vec::new());
+    let data = content(3 << 20, 5);
+    let (seed, sharers) = network(&mut procs, &dir, &data);
+    let out = dir.path("out.bin");
+    let wrong_len = 5000u64;
+    let (mut sink, resume) = PartialFile::open(&out, id_of(&data)).unwrap();
+    assert!(resume.is_none());
+    sink.write_at(0, &data[..wrong_len as usize]).unwrap();
+    sink.checkpoint(wrong_len, &have).unwrap();
+    drop(sink);
+    let rec: Value = serde_json::from_slice(&std::fs::read(progress_path(&out)).unwrap()).unwrap();
+    assert_eq!(rec["id"], id_of(&data).to_hex().as_str());
+    assert_eq!(rec["len"].as_u64(), Some(wrong_len));
+    assert_eq!(
+        std::fs::metadata(partial_path(&out)).unwrap().len(),
+        wrong_len
+    );
+    let r = get_json(&dir, &data, &out, seed);
+    // Identical bytes, no partial file or record left, bad_holders empty.
+    let v = assert_downloaded(&r, &out, &data, &sharers);
+    assert_eq!(v["bad_holders"], serde_json::json!([]), "{v}");
+    drop(procs);
+}
+
+#[test]
+fn get_starts_over_when_the_record_has_the_wrong_length() {
+    // Block 0 marked, block 1 not: the first block from a holder contradicts the record's
+    // length, and the download starts over at the holder's length.
+    wrong_len_case("wrong-len", [true, false]);
+}
+
+#[test]
+fn get_starts_over_when_a_wrong_length_record_marks_every_block() {
+    wrong_len_case("wrong-len-full", [true, true]);
+}
+
 #[test]
 fn get_errors() {
     let dir = TempDir::new("errors");
@@ -454,7 +546,15 @@ fn get_errors() {
     assert!(r.stderr.contains("no holder found"), "{}", r.stderr);
     assert!(r.took < Duration::from_secs(30), "took {:?}", r.took);
     assert!(!out.exists());
-    assert!(!progress_path(&out).exists());
+    // A failed run with nothing received leaves neither the partial file nor its record.
+    assert!(
+        !partial_path(&out).exists(),
+        "partial file left by a failed run"
+    );
+    assert!(
+        !progress_path(&out).exists(),
+        "progress record left by a failed run"
+    );
 
     // (d) Nothing to start from: no --bootstrap, no --holder, a fresh data directory.
     let fresh = dir.path("fresh-data");

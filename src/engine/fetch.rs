@@ -597,7 +597,9 @@ impl Engine {
                 && match p {
                     // Someone else must be there to fetch its blocks from.
                     Some(h) => f.dl.usable_holders() > 1 || !f.dl.knows_holder(*h),
-                    None => f.dl.usable_holders() > 0,
+                    // Blocks from an earlier run can always be fetched again (from holders
+                    // found later, if none is known yet).
+                    None => true,
                 }
         });
         match next {
