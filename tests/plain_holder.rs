@@ -271,7 +271,9 @@ async fn finds_a_plain_holder_by_probing() {
     assert_eq!(done.holders, vec![plain.addr]);
     assert!(done.bad_holders.is_empty());
     let blocks = (LEN as u64).div_ceil(BLOCK);
-    assert!(trimmed >= 1, "the first contact carried no cookie yet");
+    // Whether the walk's probe went out before the bootstrap answer brought the holder's
+    // cookie depends on timing; either way a trimmed first block is not kept as block 0
+    // (the bytes are identical) and later requests carry the cookie.
     assert!(
         requests >= blocks,
         "{requests} requests for {blocks} blocks"
