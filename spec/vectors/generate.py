@@ -1494,7 +1494,8 @@ def engine():
         if supported:
             t = '{"SupportedMessages":{"schema":{"messages":%s}}}' % j(SUPPORTED)
             trimmed |= not push(t, len(t))
-        if not trimmed:
+        if not trimmed and echoes:
+            # Only an answer to a nonce counts as an address report (wire.md §3.6).
             t = '{"YourAddressIs":{"addr":"%s"}}' % src
             push(t, len(t))
         ping_var = None
