@@ -65,7 +65,7 @@ impl Default for Config {
             max_candidates: 512,
             max_pings_in_flight: 32,
             max_requests_in_flight: 1024,
-            max_peer_book: 1024,
+            max_peer_book: 512,
             max_lookups: 64,
             first_contact_padding: 640,
             address_quorum: 3,

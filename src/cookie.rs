@@ -48,7 +48,7 @@ impl CookieJar {
             IpAddr::V6(v6) => h.update(v6.octets()),
         }
         let digest = h.finalize();
-        hex::encode(&digest[..COOKIE_HEX / 2])
+        crate::id::hex_lower(&digest[..COOKIE_HEX / 2])
     }
 
     /// The cookie for `ip` under the current secret.

@@ -65,6 +65,7 @@ pub mod id;
 pub mod lookup;
 pub mod partial;
 pub mod persist;
+pub mod procstat;
 pub mod public_addr;
 pub mod records;
 pub mod rng;

@@ -88,6 +88,38 @@ impl LookupStats {
     }
 }
 
+/// Figures of announcing and listing topics across the swarm.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TopicStats {
+    /// Topics announced.
+    pub topics: usize,
+    /// Announcements made (topics x announcers per topic).
+    pub announcers: usize,
+    /// Announcers that `find` listed with their note.
+    pub listed: usize,
+    /// Median time of one `find`, milliseconds.
+    pub find_ms_p50: f64,
+}
+
+/// Figures of one content download between swarm nodes.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DownloadStats {
+    /// Content length.
+    pub bytes: u64,
+    /// Nodes that held and announced it.
+    pub holders: usize,
+    /// Holders that provided blocks.
+    pub holders_used: usize,
+    /// Seconds from asking to verified (holder walk included).
+    pub seconds: f64,
+    /// Megabytes (10^6) per second.
+    pub mb_per_s: f64,
+    /// Whether the content arrived and matched its id.
+    pub verified: bool,
+    /// Why not, if it did not.
+    pub error: Option<String>,
+}
+
 /// A running swarm.
 #[derive(Debug)]
 pub struct Swarm {
@@ -238,17 +270,22 @@ impl Swarm {
             .collect();
         let concurrency = concurrency.max(1);
         let mut results = Vec::with_capacity(count);
-        for chunk in jobs.chunks(concurrency) {
-            let mut set = tokio::task::JoinSet::new();
-            for &(from, to) in chunk {
+        // Keep `concurrency` lookups in flight: a new one starts as soon as one ends.
+        let mut set = tokio::task::JoinSet::new();
+        let mut next = jobs.iter();
+        loop {
+            while set.len() < concurrency {
+                let Some(&(from, to)) = next.next() else {
+                    break;
+                };
                 let node = self.nodes[from].clone();
                 let target = NodeId::of_addr(self.addrs[to]);
                 set.spawn(async move { node.lookup(target).await });
             }
-            while let Some(r) = set.join_next().await {
-                if let Ok(Ok(r)) = r {
-                    results.push(r);
-                }
+            match set.join_next().await {
+                Some(Ok(Ok(r))) => results.push(r),
+                Some(_) => {}
+                None => break,
             }
         }
         let mut hops: Vec<f64> = results.iter().map(|r| f64::from(r.hops)).collect();
@@ -270,6 +307,111 @@ impl Swarm {
             latency_ms_p95: percentile(&mut ms, 0.95),
             latency_ms_p99: percentile(&mut ms, 0.99),
             datagrams_per_lookup: datagrams as f64 / results.len().max(1) as f64,
+        }
+    }
+
+    /// Announces `topics` topics, each by `per_topic` random nodes with a note naming the
+    /// node, then lists each topic from a node that did not announce it. Counts the
+    /// announcers listed with the right note.
+    pub async fn topics(&self, topics: usize, per_topic: usize, seed: u64) -> TopicStats {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(seed);
+        let n = self.nodes.len();
+        let per_topic = per_topic.min(n.saturating_sub(1));
+        let mut plan = Vec::new();
+        for t in 0..topics {
+            let key = NodeId::of_topic(&format!("swarm/topic-{seed}-{t}"));
+            let mut who: Vec<usize> = Vec::new();
+            while who.len() < per_topic {
+                let i = rng.random_range(0..n);
+                if !who.contains(&i) {
+                    who.push(i);
+                }
+            }
+            for &i in &who {
+                let _ = self.nodes[i].announce(key, &format!("node {i}")).await;
+            }
+            plan.push((key, who));
+        }
+        // Announcements are sent when each announce lookup ends.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut listed = 0;
+        let mut ms = Vec::new();
+        for (key, who) in &plan {
+            let asker = (0..n).find(|i| !who.contains(i)).unwrap_or(0);
+            let t = Instant::now();
+            let Ok((holders, _)) = self.nodes[asker].find_holders(*key).await else {
+                continue;
+            };
+            ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            listed += who
+                .iter()
+                .filter(|&&i| {
+                    holders
+                        .iter()
+                        .any(|h| h.addr == self.addrs[i] && h.note == format!("node {i}"))
+                })
+                .count();
+        }
+        TopicStats {
+            topics,
+            announcers: topics * per_topic,
+            listed,
+            find_ms_p50: percentile(&mut ms, 0.5),
+        }
+    }
+
+    /// `holders` random nodes hold `bytes` of seeded content and announce it; another node
+    /// downloads it by id, verified against the id.
+    pub async fn download(&self, bytes: usize, holders: usize, seed: u64) -> DownloadStats {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(seed);
+        let data: Vec<u8> = (0..bytes).map(|_| rng.random::<u8>()).collect();
+        let id = NodeId::hash(&data);
+        let data = std::sync::Arc::new(data);
+        let n = self.nodes.len();
+        let holders = holders.clamp(1, n.saturating_sub(1).max(1));
+        let mut chosen: Vec<usize> = Vec::new();
+        while chosen.len() < holders {
+            let i = rng.random_range(0..n);
+            if !chosen.contains(&i) {
+                chosen.push(i);
+            }
+        }
+        for &i in &chosen {
+            let src: std::sync::Arc<dyn crate::engine::BlockSource> = data.clone();
+            let _ = self.nodes[i].hold(id, src).await;
+            let _ = self.nodes[i].announce(id, "").await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let getter = (0..n).find(|i| !chosen.contains(i)).unwrap_or(0);
+        let t = Instant::now();
+        let outcome = match self.nodes[getter]
+            .download(
+                id,
+                Box::new(crate::engine::MemorySink::default()),
+                None,
+                Vec::new(),
+            )
+            .await
+        {
+            Ok(rx) => rx.await.ok(),
+            Err(_) => None,
+        };
+        let seconds = t.elapsed().as_secs_f64();
+        let (verified, used, error) = match outcome {
+            Some(Ok(d)) => (d.len == bytes as u64, d.holders.len(), None),
+            Some(Err(e)) => (false, 0, Some(e.to_string())),
+            None => (false, 0, Some("the node stopped".to_string())),
+        };
+        DownloadStats {
+            bytes: bytes as u64,
+            holders,
+            holders_used: used,
+            seconds,
+            mb_per_s: bytes as f64 / seconds.max(1e-9) / 1e6,
+            verified,
+            error,
         }
     }
 

@@ -104,6 +104,16 @@ struct Bucket {
     last_active: Time,
 }
 
+/// Pushes onto a list that never holds more than `max`, growing its allocation by doubling
+/// but never past `max` (a full bucket holds exactly k slots, not the next power of two).
+fn push_bounded(v: &mut Vec<Contact>, c: Contact, max: usize) {
+    if v.len() == v.capacity() {
+        let want = (v.capacity().max(2) * 2).min(max.max(v.len() + 1));
+        v.reserve_exact(want - v.len());
+    }
+    v.push(c);
+}
+
 /// Kademlia k-buckets around one own ID.
 #[derive(Debug, Clone)]
 pub struct RoutingTable {
@@ -246,13 +256,13 @@ impl RoutingTable {
                 if bucket.spares.len() >= spares_max {
                     bucket.spares.remove(0);
                 }
-                bucket.spares.push(c);
+                push_bounded(&mut bucket.spares, c, spares_max);
             }
             return Seen::Full {
                 lrs: bucket.entries[0].addr,
             };
         }
-        bucket.entries.push(c);
+        push_bounded(&mut bucket.entries, c, k);
         bucket.last_active = now;
         self.len += 1;
         Seen::Added

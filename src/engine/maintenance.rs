@@ -22,7 +22,29 @@ impl Engine {
         }
         self.ping_stale(now);
         self.reannounce_due(now);
+        self.shrink();
         self.next_tick = now + self.cfg.tick;
+    }
+
+    /// Gives back memory reserved during bursts (joining, lookups): a long-running node
+    /// holds what its steady state needs, not its peak.
+    fn shrink(&mut self) {
+        self.requests.shrink();
+        self.peers.shrink();
+        if self.candidate_set.capacity() > 4 * self.candidate_set.len() + 32 {
+            self.candidate_set.shrink_to(2 * self.candidate_set.len());
+        }
+        for q in [&mut self.candidates] {
+            if q.capacity() > 4 * q.len() + 32 {
+                q.shrink_to(2 * q.len());
+            }
+        }
+        if self.outbox.capacity() > 4 * self.outbox.len() + 32 {
+            self.outbox.shrink_to(2 * self.outbox.len());
+        }
+        if self.events.capacity() > 4 * self.events.len() + 32 {
+            self.events.shrink_to(2 * self.events.len());
+        }
     }
 
     /// The wait before the next self-lookup: 1 s, 2 s, 4 s, ... after joining, then every

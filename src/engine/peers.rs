@@ -82,6 +82,11 @@ impl PeerBook {
         self.map.len()
     }
 
+    /// Gives back memory a burst left reserved.
+    pub fn shrink(&mut self) {
+        super::requests::shrink_map(&mut self.map);
+    }
+
     /// The entry for `addr`, created if needed, marked heard at `now`.
     pub fn heard(&mut self, addr: SocketAddr, now: Time) -> &mut PeerInfo {
         if self.map.len() >= self.cap && !self.map.contains_key(&addr) {

@@ -171,9 +171,22 @@ impl Requests {
         out
     }
 
+    /// Gives back memory that a burst (the join) left reserved.
+    pub fn shrink(&mut self) {
+        shrink_map(&mut self.by_nonce);
+        shrink_map(&mut self.by_addr);
+    }
+
     /// When the next request expires.
     pub fn next_expiry(&self) -> Option<Time> {
         self.by_expiry.first().map(|(t, _)| *t)
+    }
+}
+
+/// Shrinks a map whose capacity is far above its size (hash maps never shrink on their own).
+pub(crate) fn shrink_map<K: std::hash::Hash + Eq, V>(m: &mut HashMap<K, V>) {
+    if m.capacity() > 4 * m.len() + 32 {
+        m.shrink_to(2 * m.len());
     }
 }
 

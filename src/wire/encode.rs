@@ -15,9 +15,22 @@ impl Message {
 
     /// The encoded length in bytes.
     pub fn encoded_len(&self) -> usize {
-        let mut v = Vec::new();
-        self.encode(&mut v);
-        v.len()
+        // One reusable buffer per thread: sizing a message allocates nothing.
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        SCRATCH.with(|s| match s.try_borrow_mut() {
+            Ok(mut v) => {
+                v.clear();
+                self.encode(&mut v);
+                v.len()
+            }
+            Err(_) => {
+                let mut v = Vec::new();
+                self.encode(&mut v);
+                v.len()
+            }
+        })
     }
 
     fn write(&self, out: &mut Vec<u8>) -> std::io::Result<()> {
@@ -60,8 +73,14 @@ impl Message {
                     "{{\"Content\":{{\"id\":\"{}\",\"offset\":{offset},\"base64\":\"",
                     id.to_hex()
                 )?;
-                let b64 = base64::engine::general_purpose::STANDARD.encode(data);
-                out.extend_from_slice(b64.as_bytes());
+                // Straight into the packet, no intermediate string.
+                let start = out.len();
+                let n = base64::encoded_len(data.len(), true).unwrap_or(0);
+                out.resize(start + n, 0);
+                let written = base64::engine::general_purpose::STANDARD
+                    .encode_slice(data, &mut out[start..])
+                    .unwrap_or(0);
+                out.truncate(start + written);
                 write!(out, "\",\"eof\":{eof}}}}}")
             }
             Message::MaybeTheyHaveSome {
@@ -153,20 +172,20 @@ pub struct PacketWriter {
     buf: Vec<u8>,
     limit: usize,
     count: usize,
-    scratch: Vec<u8>,
 }
 
 impl PacketWriter {
     /// A writer whose finished datagram is at most `limit` bytes (and at most
     /// [`MAX_DATAGRAM`]).
     pub fn new(limit: usize) -> PacketWriter {
-        let mut buf = Vec::with_capacity(512);
+        let limit = limit.min(MAX_DATAGRAM);
+        // Most datagrams fit in a kilobyte; larger ones (content blocks) grow once or twice.
+        let mut buf = Vec::with_capacity(limit.min(1024));
         buf.push(b'[');
         PacketWriter {
             buf,
-            limit: limit.min(MAX_DATAGRAM),
+            limit,
             count: 0,
-            scratch: Vec::new(),
         }
     }
 
@@ -193,15 +212,18 @@ impl PacketWriter {
 
     /// Appends `m` if it fits; returns whether it did.
     pub fn push(&mut self, m: &Message) -> bool {
-        self.scratch.clear();
-        m.encode(&mut self.scratch);
-        if self.scratch.len() > self.room() {
-            return false;
-        }
+        // Written in place and cut back if it turns out too long: no scratch copy.
+        let room = self.room();
+        let start = self.buf.len();
         if self.count > 0 {
             self.buf.push(b',');
         }
-        self.buf.extend_from_slice(&self.scratch);
+        let body = self.buf.len();
+        m.encode(&mut self.buf);
+        if self.buf.len() - body > room {
+            self.buf.truncate(start);
+            return false;
+        }
         self.count += 1;
         true
     }

@@ -48,9 +48,12 @@ pub async fn run(a: RunArgs) -> Result<ExitCode, String> {
         crate::share::print_shared(&added);
     }
     tokio::pin!(stop);
+    let mut trim = tokio::time::interval(Duration::from_secs(60));
     loop {
         tokio::select! {
             _ = &mut stop => break,
+            // Hand pages freed after bursts back to the OS, so RSS tracks what is in use.
+            _ = trim.tick() => telekad::procstat::release_free_memory(),
             _ = tokio::time::sleep(Duration::from_secs(a.rescan)), if !a.share.is_empty() => {
                 let added = sharer.rescan(&node, &a.share, true).await?;
                 crate::share::print_shared(&added);
