@@ -94,13 +94,7 @@ fn main() {
 type Series<'a> = (&'a str, &'a str, fn(&SimReport) -> f64);
 
 /// One panel of the chart: series of (N, value) on a log10 N axis.
-fn panel(
-    out: &mut String,
-    x0: f64,
-    title: &str,
-    rows: &[SimReport],
-    series: &[Series],
-) {
+fn panel(out: &mut String, x0: f64, title: &str, rows: &[SimReport], series: &[Series]) {
     use std::fmt::Write as _;
     let (w, h, top, left) = (300.0, 220.0, 40.0, x0 + 50.0);
     let ns: Vec<f64> = rows.iter().map(|r| (r.nodes as f64).log10()).collect();

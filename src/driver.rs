@@ -529,13 +529,29 @@ impl Driver {
     }
 
     async fn flush(&mut self) {
+        let mut batch = Vec::new();
         while let Some(t) = self.engine.poll_transmit() {
             if self.cfg.loopback_only && !is_loopback(t.dst) {
                 tracing::warn!(dst = %t.dst, "loopback-only node: not sending outside loopback");
                 continue;
             }
-            if let Err(e) = self.socket.send_to(&t.payload, t.dst).await {
-                tracing::debug!(dst = %t.dst, "send error: {e}");
+            batch.push(t);
+        }
+        let mut sent = 0;
+        while sent < batch.len() {
+            match crate::udp_batch::try_send(&self.socket, &batch[sent..]) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Err(e) = self.socket.writable().await {
+                        tracing::debug!("socket error: {e}");
+                        return;
+                    }
+                }
+                Err(e) => {
+                    // This datagram cannot go (unreachable, refused): skip it, send the rest.
+                    tracing::debug!(dst = %batch[sent].dst, "send error: {e}");
+                    sent += 1;
+                }
             }
         }
         while let Some(ev) = self.engine.poll_event() {

@@ -74,6 +74,7 @@ pub mod stats;
 pub mod swarm;
 pub mod table;
 pub mod time;
+pub mod udp_batch;
 pub mod wire;
 
 /// Long-running public cjp2p nodes, used only when a user passes `--public`. No test,

@@ -376,8 +376,12 @@ impl RoutingTable {
             .into_iter()
             .map(|c| (c.id.distance(target), c))
             .collect();
+        // Only the n nearest need ordering: select them first, then sort just those.
+        if keyed.len() > n {
+            keyed.select_nth_unstable_by_key(n - 1, |(d, _)| *d);
+            keyed.truncate(n);
+        }
         keyed.sort_unstable_by_key(|(d, _)| *d);
-        keyed.truncate(n);
         keyed.into_iter().map(|(_, c)| c).collect()
     }
 

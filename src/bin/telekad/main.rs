@@ -82,10 +82,14 @@ fn init_logging() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // One node is one task: a single-threaded runtime serves it without waking an idle
+    // second worker on every datagram. The swarm (many nodes) uses every core.
+    let mut builder = if matches!(cli.cmd, Cmd::Swarm(_)) {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("telekad: error: cannot start the async runtime: {e}");
