@@ -12,9 +12,9 @@ impl Engine {
         let have_seeds =
             !self.bootstrap.is_empty() || !self.saved.is_empty() || !self.table.is_empty();
         if have_seeds
-            && self
-                .last_bootstrap
-                .is_some_and(|t| now >= t + self.self_lookup_backoff())
+            && self.last_bootstrap.is_some_and(|t| {
+                now >= t + self.self_lookup_backoff() * self.bootstrap_jitter / 100
+            })
         {
             self.bootstrap_now(now);
         } else {
@@ -64,6 +64,7 @@ impl Engine {
     pub(super) fn bootstrap_now(&mut self, now: Time) {
         self.last_bootstrap = Some(now);
         self.bootstrap_attempts = self.bootstrap_attempts.saturating_add(1);
+        self.bootstrap_jitter = rand::RngExt::random_range(&mut self.rng, 75..=125);
         let nodes = if self.table.len() < self.cfg.table.k {
             self.bootstrap.clone()
         } else {

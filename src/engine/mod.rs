@@ -171,6 +171,9 @@ pub struct Engine {
     saved: Vec<SocketAddr>,
     last_bootstrap: Option<Time>,
     bootstrap_attempts: u32,
+    /// This round's spread of the self-lookup period, in percent (75..=125), so that nodes
+    /// started together do not keep refreshing in step.
+    bootstrap_jitter: u32,
     joined: bool,
     /// Bucket sizes at the last self-lookup round.
     bucket_lens: Vec<usize>,
@@ -219,6 +222,7 @@ impl Engine {
             saved: Vec::new(),
             last_bootstrap: None,
             bootstrap_attempts: 0,
+            bootstrap_jitter: 100,
             joined: false,
             bucket_lens: Vec::new(),
             swept: false,
