@@ -529,7 +529,7 @@ impl Driver {
     }
 
     async fn flush(&mut self) {
-        let mut batch = Vec::new();
+        let mut batch = Vec::with_capacity(8);
         while let Some(t) = self.engine.poll_transmit() {
             if self.cfg.loopback_only && !is_loopback(t.dst) {
                 tracing::warn!(dst = %t.dst, "loopback-only node: not sending outside loopback");

@@ -415,6 +415,34 @@ impl Swarm {
         }
     }
 
+    /// Datagrams sent so far by all running nodes.
+    pub async fn datagrams_sent(&self) -> u64 {
+        let mut total = 0;
+        for n in &self.nodes {
+            if let Ok(s) = n.status().await {
+                total += s.stats.datagrams_out;
+            }
+        }
+        total
+    }
+
+    /// Waits until the swarm sends fewer than `per_node_per_s` datagrams per node per second
+    /// (joining rounds over), at most `timeout`. Returns how long it waited, or `None`.
+    pub async fn quiet(&self, per_node_per_s: f64, timeout: Duration) -> Option<Duration> {
+        let t0 = Instant::now();
+        let mut last = self.datagrams_sent().await;
+        while t0.elapsed() < timeout {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = self.datagrams_sent().await;
+            let rate = (now - last) as f64 / self.nodes.len().max(1) as f64;
+            last = now;
+            if rate < per_node_per_s {
+                return Some(t0.elapsed());
+            }
+        }
+        None
+    }
+
     /// Stops every node (saving state where a node has a data directory).
     pub async fn shutdown(&self) {
         for n in &self.nodes {

@@ -5,6 +5,9 @@ use super::{Engine, LookupKind};
 use crate::time::Time;
 use crate::wire::Message;
 
+/// Self-lookup rounds counted as done once a node has settled: the next wait is 2^6 = 64 s.
+const SETTLED_ATTEMPTS: u32 = 7;
+
 impl Engine {
     /// The periodic maintenance tick.
     pub(super) fn tick(&mut self, now: Time) {
@@ -23,7 +26,9 @@ impl Engine {
         self.ping_stale(now);
         self.reannounce_due(now);
         self.shrink();
-        self.next_tick = now + self.cfg.tick;
+        // A settled node has nothing due every second: tick five times less often.
+        let settled = self.bootstrap_attempts >= SETTLED_ATTEMPTS;
+        self.next_tick = now + self.cfg.tick * if settled { 5 } else { 1 };
     }
 
     /// Gives back memory reserved during bursts (joining, lookups): a long-running node
@@ -94,7 +99,14 @@ impl Engine {
         let grew = self.table.len() > self.bucket_lens.iter().sum::<usize>();
         // The first round after growth stops sweeps every bucket with room once more.
         let sweep = self.joined && !grew && !self.swept;
-        if self.table.is_empty() || (self.joined && !grew && !sweep) {
+        if self.table.is_empty() {
+            return;
+        }
+        if self.joined && !grew && !sweep {
+            // Settled: the table stopped growing and was swept. The neighbourhood is
+            // checked about once a minute from now on (then less often), not every few
+            // seconds.
+            self.bootstrap_attempts = self.bootstrap_attempts.max(SETTLED_ATTEMPTS);
             return;
         }
         self.swept = !grew;

@@ -44,6 +44,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, PacketError> {
     let elements: Elements<'_> =
         serde_json::from_str(text).map_err(|_| PacketError::NotJsonArray)?;
     let mut out = Decoded {
+        messages: Vec::with_capacity(elements.items.len()),
         excess: elements.excess,
         ..Decoded::default()
     };
@@ -77,7 +78,7 @@ impl<'de> Deserialize<'de> for Elements<'de> {
                 f.write_str("a JSON array")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut items = Vec::new();
+                let mut items = Vec::with_capacity(8);
                 let mut excess = 0u32;
                 loop {
                     if items.len() < MAX_MESSAGES {

@@ -87,6 +87,10 @@ pub async fn run(a: SwarmArgs) -> Result<ExitCode, String> {
     };
     let threads = procstat::threads();
     let sp = spinner(a.json);
+    // Lookups are measured on a settled network, after the joining rounds (self-lookups,
+    // bucket refreshes) have died down.
+    sp.set_message("waiting for the joining rounds to end (under 1 datagram/node/s)");
+    let quiet = swarm.quiet(1.0, Duration::from_secs(60)).await;
     sp.set_message(format!("{} lookups, one at a time", a.lookups));
     let seq = swarm.lookups(a.lookups, 1, 7).await;
     sp.set_message(format!(
@@ -106,6 +110,8 @@ pub async fn run(a: SwarmArgs) -> Result<ExitCode, String> {
     let dl = swarm
         .download((a.download_mib as usize) << 20, a.holders, 10)
         .await;
+    sp.set_message("letting the announcement and download traffic end");
+    let _ = swarm.quiet(1.0, Duration::from_secs(30)).await;
     sp.set_message("measuring idle CPU (3 s)");
     let idle = Duration::from_secs(3);
     let cpu0 = procstat::cpu_time();
@@ -140,6 +146,7 @@ pub async fn run(a: SwarmArgs) -> Result<ExitCode, String> {
             "rss_bytes_per_node": rss_per_node,
             "threads": threads,
             "idle_cpu_percent": idle_cpu,
+            "quiet_after_seconds": quiet.map(|d| d.as_secs_f64()),
             "ok": ok,
         });
         println!("{v}");
