@@ -150,7 +150,10 @@ fn status_kb(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Resident memory after the allocator handed freed pages back (glibc's `malloc_trim`, done
+/// the same way for both sides; a long-running `telekad run` does it every minute).
 fn rss_bytes() -> u64 {
+    telekad::procstat::release_free_memory();
     status_kb("VmRSS:") * 1024
 }
 
@@ -256,6 +259,23 @@ where
 {
     let t0 = Instant::now();
     while t0.elapsed() < QUIET_LIMIT {
+        let u0 = Udp::read();
+        sleep(QUIET_WINDOW).await;
+        if Udp::read().since(u0).out <= quiet_threshold(n) {
+            break;
+        }
+    }
+    t0.elapsed()
+}
+
+/// [`quiet`] before the idle measurement, allowing the joining tail up to a minute.
+async fn quiet_for_idle<F, Fut>(n: usize, sleep: F) -> Duration
+where
+    F: Fn(Duration) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(60) {
         let u0 = Udp::read();
         sleep(QUIET_WINDOW).await;
         if Udp::read().since(u0).out <= quiet_threshold(n) {
@@ -399,6 +419,12 @@ fn telekad_child(plan: &Plan) -> Figures {
         eprintln!(
             "  telekad {n}: concurrent p50 {:.1} ms, {:.1} s",
             concurrent.ms_p50, concurrent.wall_s
+        );
+        // Idle means idle: the joining rounds' tail (self-lookups, refreshes) ends first.
+        let idle_wait = quiet_for_idle(n, tokio::time::sleep).await;
+        eprintln!(
+            "  telekad {n}: quiet {:.1} s after the lookups",
+            idle_wait.as_secs_f64()
         );
         let (cpu0, udp0, t0) = (cpu_seconds(), Udp::read(), Instant::now());
         tokio::time::sleep(Duration::from_secs(plan.idle_secs)).await;
@@ -622,6 +648,11 @@ fn mainline_child(plan: &Plan) -> Figures {
     eprintln!(
         "  mainline {n}: concurrent p50 {:.1} ms, {:.1} s",
         concurrent.ms_p50, concurrent.wall_s
+    );
+    let idle_wait = quiet_blocking(n);
+    eprintln!(
+        "  mainline {n}: quiet {:.1} s after the lookups",
+        idle_wait.as_secs_f64()
     );
     let (cpu0, udp0, t0) = (cpu_seconds(), Udp::read(), Instant::now());
     std::thread::sleep(Duration::from_secs(plan.idle_secs));

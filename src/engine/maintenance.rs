@@ -5,8 +5,8 @@ use super::{Engine, LookupKind};
 use crate::time::Time;
 use crate::wire::Message;
 
-/// Self-lookup rounds counted as done once a node has settled: the next wait is 2^6 = 64 s.
-const SETTLED_ATTEMPTS: u32 = 7;
+/// Self-lookup rounds counted as done once a node has settled: the next wait is 2^8 = 256 s.
+const SETTLED_ATTEMPTS: u32 = 9;
 
 impl Engine {
     /// The periodic maintenance tick.
@@ -104,12 +104,17 @@ impl Engine {
         }
         if self.joined && !grew && !sweep {
             // Settled: the table stopped growing and was swept. The neighbourhood is
-            // checked about once a minute from now on (then less often), not every few
+            // checked every 4 to 5 minutes from now on, not every few
             // seconds.
             self.bootstrap_attempts = self.bootstrap_attempts.max(SETTLED_ATTEMPTS);
             return;
         }
         self.swept = !grew;
+        if sweep {
+            // Growth stopped; this closing sweep is the last of the joining rounds. Later
+            // rounds check the neighbourhood every 4 to 5 minutes.
+            self.bootstrap_attempts = self.bootstrap_attempts.max(SETTLED_ATTEMPTS);
+        }
         let joining = !self.joined;
         self.joined = true;
         let k = self.cfg.table.k;

@@ -105,6 +105,9 @@ pub fn rss_bytes() -> u64 {
 /// A joined network as a scenario describes it (loss applies from the start), and the
 /// memory it took per node.
 pub fn join(s: &Scenario, mut progress: impl FnMut(&str, usize, usize)) -> (Sim, u64) {
+    // Freed memory of an earlier network in this process would otherwise be reused
+    // unseen, and the new network would look almost free.
+    crate::procstat::release_free_memory();
     let rss0 = rss_bytes();
     let mut cfg = SimConfig::new(s.nodes, s.seed);
     cfg.engine = s.engine.clone();
@@ -123,6 +126,7 @@ pub fn join(s: &Scenario, mut progress: impl FnMut(&str, usize, usize)) -> (Sim,
             progress("join", i, n)
         });
     }
+    crate::procstat::release_free_memory();
     let bytes_per_node = rss_bytes().saturating_sub(rss0) / s.nodes.max(1) as u64;
     (sim, bytes_per_node)
 }

@@ -114,10 +114,13 @@ pub async fn run(a: SwarmArgs) -> Result<ExitCode, String> {
     let _ = swarm.quiet(1.0, Duration::from_secs(30)).await;
     sp.set_message("measuring idle CPU (3 s)");
     let idle = Duration::from_secs(3);
+    let sent0 = swarm.datagrams_sent().await;
     let cpu0 = procstat::cpu_time();
     tokio::time::sleep(idle).await;
+    let cpu1 = procstat::cpu_time();
+    let idle_datagrams = (swarm.datagrams_sent().await - sent0) as f64 / idle.as_secs_f64();
     let idle_cpu = cpu0
-        .zip(procstat::cpu_time())
+        .zip(cpu1)
         .map(|(b, a)| 100.0 * (a - b).as_secs_f64() / idle.as_secs_f64());
     sp.finish_and_clear();
     swarm.shutdown().await;
@@ -147,6 +150,7 @@ pub async fn run(a: SwarmArgs) -> Result<ExitCode, String> {
             "threads": threads,
             "idle_cpu_percent": idle_cpu,
             "quiet_after_seconds": quiet.map(|d| d.as_secs_f64()),
+            "idle_datagrams_per_second": idle_datagrams,
             "ok": ok,
         });
         println!("{v}");
