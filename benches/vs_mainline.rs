@@ -274,12 +274,32 @@ where
     F: Fn(Duration) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
+    // Three quiet seconds in a row: joining traffic comes in bursts with gaps between.
     let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(60) {
+    let mut calm = 0;
+    while t0.elapsed() < Duration::from_secs(60) && calm < 3 {
         let u0 = Udp::read();
-        sleep(QUIET_WINDOW).await;
-        if Udp::read().since(u0).out <= quiet_threshold(n) {
-            break;
+        sleep(Duration::from_secs(1)).await;
+        if Udp::read().since(u0).out <= 4 * quiet_threshold(n) {
+            calm += 1;
+        } else {
+            calm = 0;
+        }
+    }
+    t0.elapsed()
+}
+
+/// [`quiet_for_idle`] for a thread outside any async runtime.
+fn quiet_blocking_for_idle(n: usize) -> Duration {
+    let t0 = Instant::now();
+    let mut calm = 0;
+    while t0.elapsed() < Duration::from_secs(60) && calm < 3 {
+        let u0 = Udp::read();
+        std::thread::sleep(Duration::from_secs(1));
+        if Udp::read().since(u0).out <= 4 * quiet_threshold(n) {
+            calm += 1;
+        } else {
+            calm = 0;
         }
     }
     t0.elapsed()
@@ -649,7 +669,7 @@ fn mainline_child(plan: &Plan) -> Figures {
         "  mainline {n}: concurrent p50 {:.1} ms, {:.1} s",
         concurrent.ms_p50, concurrent.wall_s
     );
-    let idle_wait = quiet_blocking(n);
+    let idle_wait = quiet_blocking_for_idle(n);
     eprintln!(
         "  mainline {n}: quiet {:.1} s after the lookups",
         idle_wait.as_secs_f64()

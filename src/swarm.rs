@@ -427,16 +427,19 @@ impl Swarm {
     }
 
     /// Waits until the swarm sends fewer than `per_node_per_s` datagrams per node per second
-    /// (joining rounds over), at most `timeout`. Returns how long it waited, or `None`.
+    /// for three seconds in a row (joining rounds over), at most `timeout`. Returns how long
+    /// it waited, or `None`.
     pub async fn quiet(&self, per_node_per_s: f64, timeout: Duration) -> Option<Duration> {
         let t0 = Instant::now();
         let mut last = self.datagrams_sent().await;
+        let mut calm = 0;
         while t0.elapsed() < timeout {
             tokio::time::sleep(Duration::from_secs(1)).await;
             let now = self.datagrams_sent().await;
             let rate = (now - last) as f64 / self.nodes.len().max(1) as f64;
             last = now;
-            if rate < per_node_per_s {
+            calm = if rate < per_node_per_s { calm + 1 } else { 0 };
+            if calm >= 3 {
                 return Some(t0.elapsed());
             }
         }
