@@ -250,72 +250,52 @@ fn quiet_threshold(n: usize) -> u64 {
     (n as u64 / 25).max(1)
 }
 
-/// Waits (with `sleep`) until a window passes with the network quiet, or [`QUIET_LIMIT`];
-/// returns the time waited.
-async fn quiet<F, Fut>(n: usize, sleep: F) -> Duration
-where
-    F: Fn(Duration) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
+/// Waits until `calm` windows in a row each saw at most `per_window` datagrams sent, or
+/// `longest` passes; returns the time waited. Blocks the calling thread.
+fn wait_quiet(window: Duration, calm: u32, per_window: u64, longest: Duration) -> Duration {
     let t0 = Instant::now();
-    while t0.elapsed() < QUIET_LIMIT {
+    let mut quiet_windows = 0;
+    while t0.elapsed() < longest && quiet_windows < calm {
         let u0 = Udp::read();
-        sleep(QUIET_WINDOW).await;
-        if Udp::read().since(u0).out <= quiet_threshold(n) {
-            break;
-        }
-    }
-    t0.elapsed()
-}
-
-/// [`quiet`] before the idle measurement, allowing the joining tail up to a minute.
-async fn quiet_for_idle<F, Fut>(n: usize, sleep: F) -> Duration
-where
-    F: Fn(Duration) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    // Three quiet seconds in a row: joining traffic comes in bursts with gaps between.
-    let t0 = Instant::now();
-    let mut calm = 0;
-    while t0.elapsed() < Duration::from_secs(60) && calm < 3 {
-        let u0 = Udp::read();
-        sleep(Duration::from_secs(1)).await;
-        if Udp::read().since(u0).out <= 4 * quiet_threshold(n) {
-            calm += 1;
+        std::thread::sleep(window);
+        if Udp::read().since(u0).out <= per_window {
+            quiet_windows += 1;
         } else {
-            calm = 0;
+            quiet_windows = 0;
         }
     }
     t0.elapsed()
 }
 
-/// [`quiet_for_idle`] for a thread outside any async runtime.
-fn quiet_blocking_for_idle(n: usize) -> Duration {
-    let t0 = Instant::now();
-    let mut calm = 0;
-    while t0.elapsed() < Duration::from_secs(60) && calm < 3 {
-        let u0 = Udp::read();
-        std::thread::sleep(Duration::from_secs(1));
-        if Udp::read().since(u0).out <= 4 * quiet_threshold(n) {
-            calm += 1;
-        } else {
-            calm = 0;
-        }
-    }
-    t0.elapsed()
-}
-
-/// [`quiet`] for a thread outside any async runtime.
+/// Before a lookup phase: one quiet [`QUIET_WINDOW`], at most [`QUIET_LIMIT`].
 fn quiet_blocking(n: usize) -> Duration {
-    let t0 = Instant::now();
-    while t0.elapsed() < QUIET_LIMIT {
-        let u0 = Udp::read();
-        std::thread::sleep(QUIET_WINDOW);
-        if Udp::read().since(u0).out <= quiet_threshold(n) {
-            break;
-        }
-    }
-    t0.elapsed()
+    wait_quiet(QUIET_WINDOW, 1, quiet_threshold(n), QUIET_LIMIT)
+}
+
+/// Before the idle measurement: three quiet seconds in a row (joining traffic comes in
+/// bursts with gaps between), at most a minute.
+fn quiet_blocking_for_idle(n: usize) -> Duration {
+    wait_quiet(
+        Duration::from_secs(1),
+        3,
+        4 * quiet_threshold(n),
+        Duration::from_secs(60),
+    )
+}
+
+/// [`quiet_blocking`] from async code: the wait runs on a blocking thread so that the
+/// runtime keeps serving the nodes meanwhile.
+async fn quiet(n: usize) -> Duration {
+    tokio::task::spawn_blocking(move || quiet_blocking(n))
+        .await
+        .unwrap_or_default()
+}
+
+/// [`quiet_blocking_for_idle`] from async code.
+async fn quiet_for_idle(n: usize) -> Duration {
+    tokio::task::spawn_blocking(move || quiet_blocking_for_idle(n))
+        .await
+        .unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -441,7 +421,7 @@ fn telekad_child(plan: &Plan) -> Figures {
             concurrent.ms_p50, concurrent.wall_s
         );
         // Idle means idle: the joining rounds' tail (self-lookups, refreshes) ends first.
-        let idle_wait = quiet_for_idle(n, tokio::time::sleep).await;
+        let idle_wait = quiet_for_idle(n).await;
         eprintln!(
             "  telekad {n}: quiet {:.1} s after the lookups",
             idle_wait.as_secs_f64()
@@ -482,7 +462,7 @@ async fn telekad_phase(
     concurrency: usize,
     seed: u64,
 ) -> Phase {
-    let quiet_wait = quiet(nodes.len(), tokio::time::sleep).await;
+    let quiet_wait = quiet(nodes.len()).await;
     let jobs = Arc::new(jobs(nodes.len(), count, seed));
     let next = Arc::new(AtomicUsize::new(0));
     let udp0 = Udp::read();

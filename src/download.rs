@@ -338,6 +338,11 @@ impl Download {
         if let Some(s) = self.holders.get_mut(&h) {
             s.dropped = true;
         }
+        self.requeue_in_flight(h);
+    }
+
+    /// Takes back every block in flight to `h` and queues it to be asked again.
+    fn requeue_in_flight(&mut self, h: SocketAddr) {
         let theirs: Vec<u64> = self
             .in_flight
             .iter()
@@ -393,16 +398,7 @@ impl Download {
     /// how many blocks were taken back.
     pub fn recheck(&mut self, suspect: Option<SocketAddr>) -> u64 {
         if let Some(h) = suspect {
-            let theirs: Vec<u64> = self
-                .in_flight
-                .iter()
-                .filter(|(_, f)| f.holder == h)
-                .map(|(b, _)| *b)
-                .collect();
-            for b in theirs {
-                self.take_in_flight(b);
-                self.retry.insert(b);
-            }
+            self.requeue_in_flight(h);
             if let Some(s) = self.holders.get_mut(&h) {
                 s.paused = true;
             }
