@@ -202,6 +202,7 @@ impl Node {
             finds: HashMap::new(),
             pings: HashMap::new(),
             downloads: HashMap::new(),
+            batch: Vec::new(),
         };
         let task = tokio::spawn(driver.run(rx));
         Ok(Node {
@@ -378,6 +379,8 @@ struct Driver {
     finds: HashMap<LookupId, oneshot::Sender<(Vec<Holder>, LookupResult)>>,
     pings: HashMap<SocketAddr, Vec<oneshot::Sender<Option<Duration>>>>,
     downloads: HashMap<NodeId, oneshot::Sender<DownloadResult>>,
+    /// Datagrams of one wake, handed to the kernel together.
+    batch: Vec<crate::engine::Transmit>,
 }
 
 impl Driver {
@@ -529,7 +532,9 @@ impl Driver {
     }
 
     async fn flush(&mut self) {
-        let mut batch = Vec::with_capacity(8);
+        // The batch's allocation is kept from wake to wake.
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.clear();
         while let Some(t) = self.engine.poll_transmit() {
             if self.cfg.loopback_only && !is_loopback(t.dst) {
                 tracing::warn!(dst = %t.dst, "loopback-only node: not sending outside loopback");
@@ -544,7 +549,7 @@ impl Driver {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if let Err(e) = self.socket.writable().await {
                         tracing::debug!("socket error: {e}");
-                        return;
+                        break;
                     }
                 }
                 Err(e) => {
@@ -554,6 +559,8 @@ impl Driver {
                 }
             }
         }
+        batch.clear();
+        self.batch = batch;
         while let Some(ev) = self.engine.poll_event() {
             match ev {
                 Event::LookupFinished { id, result } => {

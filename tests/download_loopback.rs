@@ -5,13 +5,11 @@
 
 use rand::{RngExt, SeedableRng};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use telekad::config::Config;
 use telekad::driver::{Node, NodeConfig};
-use telekad::engine::{
-    BlockSink, BlockSource, DownloadDone, DownloadError, Engine, Event, MemorySink,
-};
+use telekad::engine::{BlockSource, DownloadDone, DownloadError, Engine, Event, SharedMemorySink};
 use telekad::id::NodeId;
 use telekad::time::Time;
 use telekad::wire::BLOCK_SIZE;
@@ -38,28 +36,6 @@ impl BlockSource for Corrupting {
             buf[0] ^= 0xff;
         }
         n
-    }
-}
-
-/// A memory sink the test can read after the engine took it.
-#[derive(Debug, Clone, Default)]
-struct Shared(Arc<Mutex<MemorySink>>);
-
-impl BlockSink for Shared {
-    fn write_at(&mut self, offset: u64, data: &[u8]) -> std::io::Result<()> {
-        self.0.lock().unwrap().write_at(offset, data)
-    }
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        self.0.lock().unwrap().read_at(offset, buf)
-    }
-    fn checkpoint(&mut self, len: u64, have: &[bool]) -> std::io::Result<()> {
-        self.0.lock().unwrap().checkpoint(len, have)
-    }
-    fn finish(&mut self) -> std::io::Result<()> {
-        self.0.lock().unwrap().finish()
-    }
-    fn discard(&mut self) {
-        self.0.lock().unwrap().discard()
     }
 }
 
@@ -141,7 +117,7 @@ async fn lossy_fetch(
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(loss);
-    let sink = Shared::default();
+    let sink = SharedMemorySink::default();
     e.bootstrap(now(), &[bootstrap]);
     e.start_download(now(), id, Box::new(sink.clone()), None, known)
         .unwrap();
@@ -185,7 +161,7 @@ async fn lossy_fetch(
         eprintln!("{:?}", e.stats().messages_out);
         eprintln!("{:?}", e.stats().messages_in);
     }
-    let data = std::mem::take(&mut sink.0.lock().unwrap().data);
+    let data = std::mem::take(&mut sink.lock().unwrap().data);
     Fetched {
         outcome,
         data,

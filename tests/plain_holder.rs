@@ -9,11 +9,11 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use telekad::driver::{Node, NodeConfig};
-use telekad::engine::{BlockSink, DownloadError, MemorySink};
+use telekad::engine::{DownloadError, SharedMemorySink};
 use telekad::id::NodeId;
 
 /// 1.5 MiB and a few bytes: the last block is short.
@@ -179,28 +179,6 @@ fn base64_encode(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
 }
 
-/// A memory sink the test can read after the node took it.
-#[derive(Debug, Clone, Default)]
-struct Shared(Arc<Mutex<MemorySink>>);
-
-impl BlockSink for Shared {
-    fn write_at(&mut self, offset: u64, data: &[u8]) -> std::io::Result<()> {
-        self.0.lock().unwrap().write_at(offset, data)
-    }
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        self.0.lock().unwrap().read_at(offset, buf)
-    }
-    fn checkpoint(&mut self, len: u64, have: &[bool]) -> std::io::Result<()> {
-        self.0.lock().unwrap().checkpoint(len, have)
-    }
-    fn finish(&mut self) -> std::io::Result<()> {
-        self.0.lock().unwrap().finish()
-    }
-    fn discard(&mut self) {
-        self.0.lock().unwrap().discard()
-    }
-}
-
 /// A downloading node set up as `telekad get` does it: loopback only, read-only.
 async fn getter(bootstrap: Vec<SocketAddr>, seed: u64) -> Node {
     let mut cfg = NodeConfig::new("127.0.0.1:0".parse().unwrap());
@@ -218,7 +196,7 @@ async fn downloads_from_a_plain_holder_named_with_holder() {
     let id = NodeId::hash(&data);
     let plain = PlainHolder::start(data.clone());
     let node = getter(Vec::new(), 21).await;
-    let sink = Shared::default();
+    let sink = SharedMemorySink::default();
     let t0 = Instant::now();
     let rx = node
         .download(id, Box::new(sink.clone()), None, vec![plain.addr])
@@ -236,7 +214,7 @@ async fn downloads_from_a_plain_holder_named_with_holder() {
         plain.trimmed()
     );
     assert_eq!(done.len, LEN as u64);
-    assert!(sink.0.lock().unwrap().data == *data, "bytes differ");
+    assert!(sink.lock().unwrap().data == *data, "bytes differ");
     assert_eq!(done.holders, vec![plain.addr]);
     assert!(done.bad_holders.is_empty());
     // A named holder is greeted (§13) before any block is asked: no request went unverified.
@@ -250,7 +228,7 @@ async fn finds_a_plain_holder_by_probing() {
     let id = NodeId::hash(&data);
     let plain = PlainHolder::start(data.clone());
     let node = getter(vec![plain.addr], 22).await;
-    let sink = Shared::default();
+    let sink = SharedMemorySink::default();
     let t0 = Instant::now();
     let rx = node
         .download(id, Box::new(sink.clone()), None, Vec::new())
@@ -267,7 +245,7 @@ async fn finds_a_plain_holder_by_probing() {
     );
     let done = outcome.expect("download from the probed plain holder verifies");
     assert_eq!(done.len, LEN as u64);
-    assert!(sink.0.lock().unwrap().data == *data, "bytes differ");
+    assert!(sink.lock().unwrap().data == *data, "bytes differ");
     assert_eq!(done.holders, vec![plain.addr]);
     assert!(done.bad_holders.is_empty());
     let blocks = (LEN as u64).div_ceil(BLOCK);
@@ -293,7 +271,12 @@ async fn no_holder_when_the_plain_node_lacks_the_id() {
     let node = getter(vec![plain.addr], 23).await;
     let t0 = Instant::now();
     let rx = node
-        .download(other, Box::new(Shared::default()), None, Vec::new())
+        .download(
+            other,
+            Box::new(SharedMemorySink::default()),
+            None,
+            Vec::new(),
+        )
         .await
         .unwrap();
     let outcome = tokio::time::timeout(Duration::from_secs(20), rx)

@@ -82,6 +82,35 @@ impl BlockSink for MemorySink {
     }
 }
 
+/// A [`MemorySink`] the owner keeps a handle to, to read the bytes while the engine (or a
+/// node) writes them and after the download ended.
+pub type SharedMemorySink = std::sync::Arc<std::sync::Mutex<MemorySink>>;
+
+fn locked(s: &SharedMemorySink) -> io::Result<std::sync::MutexGuard<'_, MemorySink>> {
+    s.lock()
+        .map_err(|_| io::Error::other("the sink's lock was poisoned"))
+}
+
+impl BlockSink for SharedMemorySink {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+        locked(self)?.write_at(offset, data)
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        locked(self)?.read_at(offset, buf)
+    }
+    fn checkpoint(&mut self, len: u64, have: &[bool]) -> io::Result<()> {
+        locked(self)?.checkpoint(len, have)
+    }
+    fn finish(&mut self) -> io::Result<()> {
+        locked(self)?.finish()
+    }
+    fn discard(&mut self) {
+        if let Ok(mut s) = locked(self) {
+            s.discard();
+        }
+    }
+}
+
 /// Why a download failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DownloadError {

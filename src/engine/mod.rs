@@ -19,7 +19,8 @@ mod send;
 pub use announce::{AnnounceError, MAX_HOLDERS_LISTED};
 pub use content::BlockSource;
 pub use fetch::{
-    BlockSink, DownloadDone, DownloadError, DownloadProgress, MemorySink, STALL_TIMEOUT,
+    BlockSink, DownloadDone, DownloadError, DownloadProgress, MemorySink, SharedMemorySink,
+    STALL_TIMEOUT,
 };
 pub use incoming::amplification_limit;
 pub use requests::LookupId;
