@@ -120,6 +120,19 @@ pub struct DownloadStats {
     pub error: Option<String>,
 }
 
+/// `k` distinct random node indices below `n` (at most `n` of them).
+fn distinct_nodes(rng: &mut impl rand::Rng, n: usize, k: usize) -> Vec<usize> {
+    use rand::RngExt;
+    let mut out: Vec<usize> = Vec::with_capacity(k);
+    while out.len() < k.min(n) {
+        let i = rng.random_range(0..n);
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    out
+}
+
 /// A running swarm.
 #[derive(Debug)]
 pub struct Swarm {
@@ -314,20 +327,14 @@ impl Swarm {
     /// node, then lists each topic from a node that did not announce it. Counts the
     /// announcers listed with the right note.
     pub async fn topics(&self, topics: usize, per_topic: usize, seed: u64) -> TopicStats {
-        use rand::{RngExt, SeedableRng};
+        use rand::SeedableRng;
         let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(seed);
         let n = self.nodes.len();
         let per_topic = per_topic.min(n.saturating_sub(1));
         let mut plan = Vec::new();
         for t in 0..topics {
             let key = NodeId::of_topic(&format!("swarm/topic-{seed}-{t}"));
-            let mut who: Vec<usize> = Vec::new();
-            while who.len() < per_topic {
-                let i = rng.random_range(0..n);
-                if !who.contains(&i) {
-                    who.push(i);
-                }
-            }
+            let who = distinct_nodes(&mut rng, n, per_topic);
             for &i in &who {
                 let _ = self.nodes[i].announce(key, &format!("node {i}")).await;
             }
@@ -371,13 +378,7 @@ impl Swarm {
         let data = std::sync::Arc::new(data);
         let n = self.nodes.len();
         let holders = holders.clamp(1, n.saturating_sub(1).max(1));
-        let mut chosen: Vec<usize> = Vec::new();
-        while chosen.len() < holders {
-            let i = rng.random_range(0..n);
-            if !chosen.contains(&i) {
-                chosen.push(i);
-            }
-        }
+        let chosen = distinct_nodes(&mut rng, n, holders);
         for &i in &chosen {
             let src: std::sync::Arc<dyn crate::engine::BlockSource> = data.clone();
             let _ = self.nodes[i].hold(id, src).await;

@@ -225,6 +225,16 @@ pub(super) struct Fetch {
     hash_due: Option<Time>,
 }
 
+impl Fetch {
+    /// Records which blocks are present (once the length is known), for a later resume.
+    /// A failure only costs the resume, so it is not an error of the download.
+    fn checkpoint(&mut self) {
+        if let Some(len) = self.dl.len() {
+            let _ = self.sink.checkpoint(len, self.dl.have());
+        }
+    }
+}
+
 impl Clone for Fetch {
     fn clone(&self) -> Self {
         // A sink cannot be cloned; a cloned engine (simulator snapshots) gets a memory copy
@@ -303,9 +313,7 @@ impl Engine {
     /// Stops a download; what arrived is checkpointed so that a later run resumes it.
     pub fn cancel_download(&mut self, id: &NodeId) {
         if let Some(mut f) = self.downloads.remove(id) {
-            if let Some(len) = f.dl.len() {
-                let _ = f.sink.checkpoint(len, f.dl.have());
-            }
+            f.checkpoint();
             self.emit(Event::DownloadFinished {
                 id: *id,
                 outcome: Err(DownloadError::Cancelled),
@@ -316,9 +324,7 @@ impl Engine {
     /// Checkpoints every running download (before a shutdown).
     pub fn checkpoint_downloads(&mut self) {
         for f in self.downloads.values_mut() {
-            if let Some(len) = f.dl.len() {
-                let _ = f.sink.checkpoint(len, f.dl.have());
-            }
+            f.checkpoint();
         }
     }
 
@@ -483,11 +489,7 @@ impl Engine {
                 DownloadError::VerifyFailed { .. } => f.sink.discard(),
                 // Nothing worth resuming: leave no empty partial file behind.
                 _ if f.dl.received() == 0 => f.sink.discard(),
-                _ => {
-                    if let Some(len) = f.dl.len() {
-                        let _ = f.sink.checkpoint(len, f.dl.have());
-                    }
-                }
+                _ => f.checkpoint(),
             }
             if let Some(w) = f.walk {
                 self.lookups.remove(&w);
@@ -588,7 +590,7 @@ impl Engine {
                 return;
             };
             let len = f.dl.len().unwrap_or(0);
-            let _ = f.sink.checkpoint(len, f.dl.have());
+            f.checkpoint();
             if let Err(e) = f.sink.finish() {
                 self.stats.downloads_failed += 1;
                 self.emit(Event::DownloadFinished {
