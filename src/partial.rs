@@ -59,6 +59,8 @@ impl PartialFile {
     pub fn open(target: &Path, id: NodeId) -> io::Result<(PartialFile, Option<ResumeFrom>)> {
         let partial = partial_path(target);
         let progress = progress_path(target);
+        // Temp files of progress records whose writer was killed mid-write.
+        crate::persist::remove_stale_temps(&progress);
         let mut resume = read_progress(&progress, id);
         if let Some((len, have)) = &resume {
             // Every block the record claims must lie inside the partial file.

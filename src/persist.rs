@@ -139,33 +139,114 @@ pub fn save(dir: &Path, state: &SavedState) -> io::Result<()> {
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so that readers see the
-/// old or the new content, never a mix. With `durable`, the data and the rename are
-/// synced to disk first.
+/// old or the new content, never a mix. With `durable`, the data is synced to disk before
+/// the rename and the directory after it, so that a power cut leaves the old or the new
+/// file too.
+///
+/// The temporary file sits in the same directory (a rename never crosses file systems) and
+/// is named `.<name>.tmp.<pid>.<n>`: two processes, or two writes in one process, never
+/// share one. A write that fails removes it; one cut short by a kill leaves it behind, for
+/// [`remove_stale_temps`] to clear at the next start.
 pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = parent_dir(path);
+    let tmp = dir.join(format!(
+        "{}{}.{}",
+        temp_prefix(path),
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = (|| {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         if durable {
             f.sync_all()?;
         }
+        drop(f);
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
     }
-    fs::rename(&tmp, path)?;
     if durable {
-        // Make the rename itself durable.
+        // Make the rename itself durable. Some file systems cannot sync a directory; the
+        // data is already safe there, so that is not an error.
         if let Ok(d) = fs::File::open(dir) {
             let _ = d.sync_all();
         }
     }
     Ok(())
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// What the temporary files of `path` start with (the pid and a counter follow).
+fn temp_prefix(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!(".{name}.tmp.")
+}
+
+/// Removes the temporary files [`write_atomic`] left beside `path` when a process was killed
+/// mid-write: those of processes that no longer run. Returns how many were removed.
+pub fn remove_stale_temps(path: &Path) -> usize {
+    remove_dead_pid_files(parent_dir(path), &temp_prefix(path))
+}
+
+/// Removes the files of `dir` named `<prefix><pid>` or `<prefix><pid>.<anything>` whose
+/// process no longer runs.
+fn remove_dead_pid_files(dir: &Path, prefix: &str) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.filter_map(Result::ok) {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(prefix))
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !process_alive(pid) && fs::remove_file(e.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// Whether process `pid` runs (this one included). When unsure, yes: its file is kept.
+#[cfg(unix)]
+fn process_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    let Ok(p) = libc::pid_t::try_from(pid) else {
+        return true;
+    };
+    if p <= 0 {
+        return true;
+    }
+    // Signal 0 only checks: ESRCH means there is no such process.
+    // SAFETY: kill(2) with signal 0 sends nothing and touches no memory.
+    let r = unsafe { libc::kill(p, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+#[cfg(not(unix))]
+fn process_alive(_pid: u32) -> bool {
+    true
 }
 
 /// Reads `dir/state.json`: `Ok(None)` if there is none.
@@ -202,7 +283,11 @@ pub fn set_aside(dir: &Path) -> io::Result<PathBuf> {
     Ok(to)
 }
 
-/// Makes sure `dir` exists and is writable; the error says what is wrong in plain words.
+/// The write test of [`prepare_data_dir`]: this, then the pid.
+const PROBE_PREFIX: &str = ".telekad-write-test.";
+
+/// Makes sure `dir` exists and is writable (the error says what is wrong in plain words),
+/// and clears the temporary files that a crash left (of a save or of this write test).
 pub fn prepare_data_dir(dir: &Path) -> Result<(), String> {
     if dir.exists() && !dir.is_dir() {
         return Err(format!(
@@ -212,10 +297,15 @@ pub fn prepare_data_dir(dir: &Path) -> Result<(), String> {
     }
     fs::create_dir_all(dir)
         .map_err(|e| format!("cannot create data directory {}: {e}", dir.display()))?;
-    let probe = dir.join(format!(".telekad-write-test.{}", std::process::id()));
+    let probe = dir.join(format!("{PROBE_PREFIX}{}", std::process::id()));
     fs::write(&probe, b"ok")
         .map_err(|e| format!("data directory {} is not writable: {e}", dir.display()))?;
     let _ = fs::remove_file(&probe);
+    let stale =
+        remove_stale_temps(&dir.join(STATE_FILE)) + remove_dead_pid_files(dir, PROBE_PREFIX);
+    if stale > 0 {
+        tracing::debug!(stale, "removed temporary files of an interrupted run");
+    }
     Ok(())
 }
 
@@ -259,5 +349,45 @@ mod tests {
             decode(future.as_bytes()),
             Err(LoadError::FutureVersion(9))
         ));
+    }
+
+    #[test]
+    fn write_atomic_leaves_no_temp_and_stale_temps_are_cleared() {
+        let dir = std::env::temp_dir().join(format!(
+            "telekad-persist-unit-{}-{:?}",
+            std::process::id(),
+            std::time::SystemTime::now()
+        ));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(STATE_FILE);
+        save(&dir, &sample()).unwrap();
+        save(&dir, &sample()).unwrap();
+        assert_eq!(load(&dir).unwrap(), Some(sample()));
+        let names = |d: &Path| -> Vec<String> {
+            let mut v: Vec<String> = fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(&dir), vec![STATE_FILE.to_string()]);
+
+        // A temp of a process that is gone (pid far above any pid_max) and one of this
+        // process: only the first is stale.
+        let dead = dir.join(format!("{}{}.0", temp_prefix(&path), i32::MAX as u32 - 1));
+        let ours = dir.join(format!("{}{}.0", temp_prefix(&path), std::process::id()));
+        let other = dir.join("unrelated.tmp.1.0");
+        for p in [&dead, &ours, &other] {
+            fs::write(p, b"{\"version\":1,").unwrap();
+        }
+        assert_eq!(remove_stale_temps(&path), 1);
+        assert!(!dead.exists() && ours.exists() && other.exists());
+        // A failed write removes its temp file (the target is a directory: the rename fails).
+        let sub = dir.join("sub");
+        fs::create_dir_all(sub.join("x")).unwrap();
+        assert!(write_atomic(&sub.join("x"), b"data", true).is_err());
+        assert_eq!(names(&sub), vec!["x".to_string()]);
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -13,8 +13,8 @@ pub struct Contact {
     pub addr: SocketAddr,
     /// SHA-256 of `addr`.
     pub id: NodeId,
-    /// Smoothed round-trip time, once measured.
-    pub rtt: Option<Duration>,
+    /// Smoothed round-trip time in microseconds, 0 until measured (see [`Contact::rtt`]).
+    rtt_us: u32,
     /// When it last answered.
     pub last_seen: Time,
     /// When it first entered the table.
@@ -29,22 +29,33 @@ impl Contact {
         Contact {
             addr,
             id: NodeId::of_addr(addr),
-            rtt: None,
+            rtt_us: 0,
             last_seen: now,
             first_seen: now,
             failures: 0,
         }
     }
 
+    /// Smoothed round-trip time, once measured.
+    pub fn rtt(&self) -> Option<Duration> {
+        (self.rtt_us != 0).then(|| Duration::from_micros(u64::from(self.rtt_us)))
+    }
+
+    /// Sets the smoothed round-trip time (kept to the microsecond, at least 1 us and at
+    /// most 71 minutes).
+    pub fn set_rtt(&mut self, rtt: Option<Duration>) {
+        self.rtt_us = rtt.map_or(0, |d| d.as_micros().clamp(1, u128::from(u32::MAX)) as u32);
+    }
+
     fn observe(&mut self, now: Time, rtt: Option<Duration>) {
         self.last_seen = now;
         self.failures = 0;
         if let Some(sample) = rtt {
-            self.rtt = Some(match self.rtt {
+            self.set_rtt(Some(match self.rtt() {
                 // RFC 6298 smoothing, 1/8 gain.
                 Some(s) => (s * 7 + sample) / 8,
                 None => sample,
-            });
+            }));
         }
     }
 }
@@ -408,7 +419,7 @@ impl RoutingTable {
             .collect();
         *self = RoutingTable::new(own, self.cfg.clone());
         for c in old {
-            let (addr, seen, rtt) = (c.addr, c.last_seen, c.rtt);
+            let (addr, seen, rtt) = (c.addr, c.last_seen, c.rtt());
             self.seen(addr, seen, rtt);
         }
     }

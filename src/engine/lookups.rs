@@ -58,6 +58,13 @@ impl Engine {
                 else {
                     break;
                 };
+                if self.peers.presumed_gone(&addr, now) {
+                    // Its requests keep expiring (a node that left, still listed by others):
+                    // give it up at once instead of waiting out its timeouts again.
+                    task.lookup.on_failure(addr);
+                    self.stats.lookup_skipped_silent += 1;
+                    continue;
+                }
                 let target = task.lookup.target();
                 let telekad = self.peers.get(&addr).is_some_and(|p| p.telekad);
                 let fetch = task.kind == LookupKind::Fetch;

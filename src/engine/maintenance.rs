@@ -25,7 +25,7 @@ impl Engine {
         }
         self.ping_stale(now);
         self.reannounce_due(now);
-        self.shrink();
+        self.shrink(now);
         // A settled node has nothing due every second: tick five times less often.
         let settled = self.bootstrap_attempts >= SETTLED_ATTEMPTS;
         self.next_tick = now + self.cfg.tick * if settled { 5 } else { 1 };
@@ -33,9 +33,9 @@ impl Engine {
 
     /// Gives back memory reserved during bursts (joining, lookups): a long-running node
     /// holds what its steady state needs, not its peak.
-    fn shrink(&mut self) {
+    fn shrink(&mut self, now: Time) {
         self.requests.shrink();
-        self.peers.shrink();
+        self.peers.shrink(now);
         if self.candidate_set.capacity() > 4 * self.candidate_set.len() + 32 {
             self.candidate_set.shrink_to(2 * self.candidate_set.len());
         }
@@ -44,11 +44,15 @@ impl Engine {
                 q.shrink_to(2 * q.len());
             }
         }
-        if self.outbox.capacity() > 4 * self.outbox.len() + 32 {
+        if self.outbox.capacity() > 4 * self.outbox.len() + 4 {
             self.outbox.shrink_to(2 * self.outbox.len());
         }
-        if self.events.capacity() > 4 * self.events.len() + 32 {
+        if self.events.capacity() > 4 * self.events.len() + 4 {
             self.events.shrink_to(2 * self.events.len());
+        }
+        // An emptied BTreeMap keeps its last leaf (eleven tasks wide); let it go.
+        if self.lookups.is_empty() {
+            self.lookups = std::collections::BTreeMap::new();
         }
     }
 
