@@ -20,6 +20,10 @@
 //!   with `--throughput-node`, with the table's diversity caps off, bootstrapped from 30
 //!   idle library nodes in this process on 127.0.0.1: its `Peers` answers hold 20 addresses.
 //!
+//! Both run with the rate limits off (`--rate-per-ip 0 --rate-global 0`,
+//! `RateLimitConfig::unlimited()`): the generator is one source IP asking far above the
+//! default limit of 500 requests/s per IP.
+//!
 //! The generator is one thread with 4 non-blocking sockets (4 source ports), 256 requests
 //! in flight on each, busy polling; a socket with no reply for 500 ms counts its requests
 //! as lost and sends again. A sample of replies (1 in 256) is decoded and checked: a
@@ -267,7 +271,9 @@ fn start_binary(tmp: &Path, share: &Path, boot: &[SocketAddr]) -> (ChildGuard, S
         .arg("--data-dir")
         .arg(tmp.join("data"))
         .arg("--share")
-        .arg(share);
+        .arg(share)
+        // The generator is one source IP asking far above the default per-IP limit.
+        .args(["--rate-per-ip", "0", "--rate-global", "0"]);
     for b in boot {
         cmd.arg("--bootstrap").arg(b.to_string());
     }
@@ -327,6 +333,7 @@ fn node_mode(args: &[String]) {
         cfg.loopback_only = true;
         cfg.engine.table.max_per_ip = 0;
         cfg.engine.table.max_per_subnet = 0;
+        cfg.engine.rate_limit = telekad::ratelimit::RateLimitConfig::unlimited();
         cfg.bootstrap = boot;
         let node = Node::start(cfg).await.expect("node starts");
         let (id, _) = telekad::files::hash_file(&file, |_, _| {}).expect("hash");

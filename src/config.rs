@@ -1,6 +1,7 @@
 //! Engine configuration: every tunable with its default.
 
 use crate::lookup::LookupConfig;
+use crate::ratelimit::RateLimitConfig;
 use crate::records::RecordConfig;
 use crate::table::TableConfig;
 use std::time::Duration;
@@ -34,7 +35,8 @@ pub struct Config {
     pub max_pings_in_flight: usize,
     /// Most requests of any kind in flight.
     pub max_requests_in_flight: usize,
-    /// Most remote addresses whose cookie and state are remembered.
+    /// Most remote addresses whose cookie and state are remembered (224: more than a full
+    /// routing table, and 7/8 of a 256-slot hash table, about 14 KB).
     pub max_peer_book: usize,
     /// Most lookups running at once (maintenance lookups included).
     pub max_lookups: usize,
@@ -47,6 +49,11 @@ pub struct Config {
     /// Reports of our address needed (from distinct IPs, and a majority of the recent ones)
     /// before a new public address is adopted.
     pub address_quorum: usize,
+    /// Rate limits on requests: per source IP (IPv6: per /64) and for the whole node. Every
+    /// datagram that asks for an answer is charged before it is answered; answers to our own
+    /// requests never are. Defaults (500/s per source, burst 1,000; 50,000/s globally, burst
+    /// 10,000) and why: [`RateLimitConfig`]. `RateLimitConfig::unlimited()` turns them off.
+    pub rate_limit: RateLimitConfig,
 }
 
 impl Default for Config {
@@ -65,11 +72,12 @@ impl Default for Config {
             max_candidates: 512,
             max_pings_in_flight: 32,
             max_requests_in_flight: 1024,
-            max_peer_book: 512,
+            max_peer_book: 224,
             max_lookups: 64,
             first_contact_padding: 640,
             address_quorum: 3,
             read_only: false,
+            rate_limit: RateLimitConfig::default(),
         }
     }
 }

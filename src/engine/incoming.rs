@@ -1,10 +1,24 @@
 //! Handling one received datagram: cookies, answers to our requests, and replies to theirs.
+//!
+//! Rate limits (`src/ratelimit.rs`): every datagram that asks for something (an answer, or
+//! storing an announcement) is charged one token, before anything is built for it: its
+//! source's bucket and then the node's, or, for a block request of held content alone in a
+//! datagram from a cookie-verified source (a download), the source's block bucket. One
+//! datagram, one token, however many requests it holds: the reply to it is one datagram
+//! whose work is bounded (one peer list, one holder list, one block). A datagram refused
+//! is not answered and its announcements are not stored, but the answers to our own
+//! requests it may carry are still taken: answers are never charged, so a flood cannot make
+//! the node lose its own lookups. While the budget of a source (or the node's) is spent,
+//! its datagrams are dropped before they are even decoded, unless they may answer us: a
+//! request of ours to that address is in flight (other than a candidate ping to an address
+//! not in the table), or a download is running.
 
 use super::requests::{parse_nonce, Purpose, Request};
 use super::{Engine, Event};
 use crate::addr::canonical;
 use crate::cookie::CookieCheck;
 use crate::id::NodeId;
+use crate::ratelimit::{Charge, Verdict};
 use crate::time::Time;
 use crate::wire::{
     decode, Echo, Message, PacketError, PacketWriter, HEADER_OVERHEAD, MAX_DATAGRAM, MAX_PEERS,
@@ -17,12 +31,29 @@ pub fn amplification_limit(request_len: usize) -> usize {
     2 * (request_len + HEADER_OVERHEAD) - HEADER_OVERHEAD
 }
 
+/// Whether `m` can be (part of) an answer to a request of ours, or content we fetch: what a
+/// datagram refused by the rate limits is still read for.
+fn may_answer_us(m: &Message) -> bool {
+    matches!(
+        m,
+        Message::ReturnedMessage(_)
+            | Message::Peers { .. }
+            | Message::MaybeTheyHaveSome { .. }
+            | Message::Content { .. }
+            | Message::YourAddressIs { .. }
+    )
+}
+
 impl Engine {
-    /// Handles one datagram from `src`. Malformed input is dropped and counted, never an error.
+    /// Handles one datagram from `src`. Malformed input is dropped and counted, never an error;
+    /// so are requests over the rate limits (`Config::rate_limit`), which go unanswered.
     pub fn handle_packet(&mut self, now: Time, src: SocketAddr, data: &[u8]) {
         let src = canonical(src);
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += data.len() as u64;
+        if self.spent_before_decode(now, src) {
+            return;
+        }
         let decoded = match decode(data) {
             Ok(d) => d,
             Err(PacketError::TooLarge) => {
@@ -52,11 +83,15 @@ impl Engine {
 
         let check = self.check_cookies(src, &msgs);
         let verified = matches!(check, Some(CookieCheck::Current | CookieCheck::Previous));
+        let granted = self.charge(now, src, &msgs, verified);
+        if !granted && !msgs.iter().any(may_answer_us) {
+            return;
+        }
         let new_cookie = self.remember_peer(now, src, &msgs, check);
         self.handle_answers(now, src, &msgs, verified, new_cookie);
         for m in &msgs {
             match m {
-                Message::IHaveSome { id, note } => {
+                Message::IHaveSome { id, note } if granted => {
                     self.take_announcement(now, src, check, *id, note);
                 }
                 Message::Content {
@@ -68,8 +103,73 @@ impl Engine {
                 _ => {}
             }
         }
-        self.reply(now, src, data.len(), check, &msgs);
+        if granted {
+            self.reply(now, src, data.len(), check, &msgs);
+        }
         self.drive(now);
+    }
+
+    /// Whether a datagram from `src` is to be dropped unread: the request budget of its
+    /// source or of the node is spent, and it cannot be an answer we wait for (no download
+    /// is running, and no request of ours to `src` is in flight: the ping we put in a reply
+    /// to a stranger does not count, a source over its budget need not join the table).
+    /// Counted when dropped.
+    fn spent_before_decode(&mut self, now: Time, src: SocketAddr) -> bool {
+        let verdict = self.limiter.peek(now, src.ip());
+        if verdict == Verdict::Allowed || !self.downloads.is_empty() {
+            return false;
+        }
+        let contact = self.table.contains(src);
+        if self
+            .requests
+            .pending(src, |p| contact || p != Purpose::Ping)
+        {
+            return false;
+        }
+        self.count_limited(verdict);
+        true
+    }
+
+    /// Charges a datagram that asks for something to the rate limits; returns whether it
+    /// may be answered (true as well when it asks nothing).
+    fn charge(&mut self, now: Time, src: SocketAddr, msgs: &[Message], verified: bool) -> bool {
+        let mut asks = false;
+        let mut only_blocks = true;
+        for m in msgs {
+            match m {
+                Message::PleaseSendContent { id, .. } if self.holds(id) => asks = true,
+                Message::WhereAreThey { .. }
+                | Message::PleaseSendPeers
+                | Message::PleaseListSupportedMessages
+                | Message::PleaseReturnThisMessage(_)
+                | Message::PleaseSendContent { .. }
+                | Message::WhoHasSome { .. }
+                | Message::IHaveSome { .. } => {
+                    asks = true;
+                    only_blocks = false;
+                }
+                _ => {}
+            }
+        }
+        if !asks {
+            return true;
+        }
+        let charge = if only_blocks && verified {
+            Charge::Block
+        } else {
+            Charge::Request
+        };
+        let verdict = self.limiter.check(now, src.ip(), charge);
+        self.count_limited(verdict);
+        verdict == Verdict::Allowed
+    }
+
+    fn count_limited(&mut self, verdict: Verdict) {
+        match verdict {
+            Verdict::Allowed => {}
+            Verdict::LimitedIp => self.stats.rate_limited_ip += 1,
+            Verdict::LimitedGlobal => self.stats.rate_limited_global += 1,
+        }
     }
 
     /// The best verdict over the packet's `AlwaysReturned` cookies (`None` if it has none).

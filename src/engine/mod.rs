@@ -184,6 +184,8 @@ pub struct Engine {
     outbox: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: Stats,
+    /// Request budgets per source and for the node (`src/ratelimit.rs`).
+    limiter: crate::ratelimit::RateLimiter,
     next_tick: Time,
     rtt_all: Option<Duration>,
 }
@@ -199,6 +201,7 @@ impl Engine {
     pub fn with_rng(cfg: Config, local: SocketAddr, mut rng: NodeRng, now: Time) -> Engine {
         let local = canonical(local);
         let jar = CookieJar::new(&mut rng, now, cfg.cookie_rotation);
+        let limiter = crate::ratelimit::RateLimiter::new(&cfg.rate_limit, now);
         Engine {
             table: RoutingTable::new(NodeId::of_addr(local), cfg.table.clone()),
             peers: PeerBook::new(cfg.max_peer_book),
@@ -230,6 +233,7 @@ impl Engine {
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
+            limiter,
             rtt_all: None,
         }
     }
@@ -320,6 +324,7 @@ impl Engine {
                 Purpose::Greet(id) => self.greeted(now, id, req.addr, false),
                 _ => {}
             }
+            self.peers.unanswered(req.addr, now);
             if self.table.failed(req.addr) {
                 self.emit(Event::ContactRemoved(req.addr));
             }
@@ -389,18 +394,29 @@ impl Engine {
         !self.is_self(addr) && self.table.seen(addr, now, None) == Seen::Added
     }
 
-    /// The state worth saving: the routing table's contacts.
+    /// The state worth saving: the routing table's contacts and, while the table holds fewer
+    /// contacts than were restored, restored ones not in it (so that a node restarted while
+    /// offline, or saved before its contacts answered, does not overwrite a good saved table
+    /// with a smaller one).
     pub fn snapshot(&self) -> SavedState {
+        let mut contacts: Vec<SavedContact> = self
+            .table
+            .contacts()
+            .map(|c| SavedContact {
+                addr: c.addr,
+                rtt: c.rtt(),
+            })
+            .collect();
+        let room = self.saved.len().saturating_sub(contacts.len());
+        let unheard = self.saved.iter().filter(|a| !self.table.contains(**a));
+        contacts.extend(
+            unheard
+                .take(room)
+                .map(|&addr| SavedContact { addr, rtt: None }),
+        );
         SavedState {
             public_addr: (self.public != self.local).then_some(self.public),
-            contacts: self
-                .table
-                .contacts()
-                .map(|c| SavedContact {
-                    addr: c.addr,
-                    rtt: c.rtt,
-                })
-                .collect(),
+            contacts,
         }
     }
 
@@ -424,7 +440,7 @@ fn timeout_for(
     cfg: &Config,
     addr: SocketAddr,
 ) -> Duration {
-    let rtt = table.get(addr).and_then(|c| c.rtt).or(rtt_all);
+    let rtt = table.get(addr).and_then(|c| c.rtt()).or(rtt_all);
     match rtt {
         Some(r) => (r * 3).clamp(cfg.lookup.min_timeout, cfg.lookup.max_timeout),
         None => cfg.initial_timeout,
