@@ -13,7 +13,7 @@ use crate::id::NodeId;
 use crate::lookup::LookupResult;
 use crate::persist;
 use crate::rng::NodeRng;
-use crate::stats::Stats;
+use crate::stats::{LookupLog, Stats};
 use crate::table::Contact;
 use crate::time::Time;
 use std::collections::HashMap;
@@ -80,6 +80,10 @@ pub struct Status {
     pub uptime: Duration,
     /// Lookups running.
     pub lookups_running: usize,
+    /// Announcement records held for other nodes.
+    pub records_held: usize,
+    /// Contacts per bucket (k).
+    pub bucket_size: usize,
 }
 
 /// Why a node could not start.
@@ -129,6 +133,7 @@ enum Command {
     Progress(NodeId, oneshot::Sender<Option<DownloadProgress>>),
     Cancel(NodeId),
     Status(oneshot::Sender<Status>),
+    Lookups(oneshot::Sender<LookupLog>),
     Shutdown(oneshot::Sender<io::Result<()>>),
 }
 
@@ -146,7 +151,7 @@ struct DownloadStart {
 /// A handle to a running node. Dropping every handle stops the node (state is saved).
 #[derive(Debug, Clone)]
 pub struct Node {
-    tx: mpsc::Sender<Command>,
+    tx: mpsc::Sender<Box<Command>>,
     local: SocketAddr,
     id: NodeId,
     task: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
@@ -182,9 +187,11 @@ impl Node {
                 Ok(None) => {}
                 Err(e) if cfg.read_only => tracing::warn!("{e}; not using it"),
                 Err(e) => match persist::set_aside(dir) {
-                    Ok(to) => {
-                        tracing::warn!("{e}; moved it to {} and starting fresh", to.display())
-                    }
+                    Ok(to) => tracing::warn!(
+                        "{}: {e}; moved it to {} and starting fresh",
+                        dir.join(persist::STATE_FILE).display(),
+                        to.display()
+                    ),
                     Err(e2) => {
                         tracing::warn!("{e}; could not move it aside ({e2}); starting fresh")
                     }
@@ -202,7 +209,7 @@ impl Node {
             finds: HashMap::new(),
             pings: HashMap::new(),
             downloads: HashMap::new(),
-            batch: Vec::new(),
+            log: None,
         };
         let task = tokio::spawn(driver.run(rx));
         Ok(Node {
@@ -227,7 +234,7 @@ impl Node {
     pub async fn lookup(&self, target: NodeId) -> Result<LookupResult, NodeGone> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send(Command::Lookup(target, tx))
+            .send(Box::new(Command::Lookup(target, tx)))
             .await
             .map_err(|_| NodeGone)?;
         rx.await.map_err(|_| NodeGone)
@@ -236,7 +243,7 @@ impl Node {
     /// Serves `id` (the SHA-256 of the source's bytes) from `source`.
     pub async fn hold(&self, id: NodeId, source: Arc<dyn BlockSource>) -> Result<(), NodeGone> {
         self.tx
-            .send(Command::Hold(id, source))
+            .send(Box::new(Command::Hold(id, source)))
             .await
             .map_err(|_| NodeGone)
     }
@@ -244,7 +251,7 @@ impl Node {
     /// Stops serving and announcing `id`.
     pub async fn unhold(&self, id: NodeId) -> Result<(), NodeGone> {
         self.tx
-            .send(Command::Unhold(id))
+            .send(Box::new(Command::Unhold(id)))
             .await
             .map_err(|_| NodeGone)
     }
@@ -253,7 +260,7 @@ impl Node {
     pub async fn ping(&self, addr: SocketAddr) -> Result<Option<Duration>, NodeGone> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send(Command::Ping(addr, tx))
+            .send(Box::new(Command::Ping(addr, tx)))
             .await
             .map_err(|_| NodeGone)?;
         rx.await.map_err(|_| NodeGone)
@@ -263,7 +270,7 @@ impl Node {
     pub async fn find_holders(&self, id: NodeId) -> Result<(Vec<Holder>, LookupResult), NodeGone> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send(Command::Find(id, tx))
+            .send(Box::new(Command::Find(id, tx)))
             .await
             .map_err(|_| NodeGone)?;
         rx.await.map_err(|_| NodeGone)
@@ -278,7 +285,7 @@ impl Node {
     ) -> Result<Result<(), AnnounceError>, NodeGone> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send(Command::Announce(id, note.to_owned(), tx))
+            .send(Box::new(Command::Announce(id, note.to_owned(), tx)))
             .await
             .map_err(|_| NodeGone)?;
         rx.await.map_err(|_| NodeGone)
@@ -303,7 +310,7 @@ impl Node {
             reply,
         };
         self.tx
-            .send(Command::Download(Box::new(start)))
+            .send(Box::new(Command::Download(Box::new(start))))
             .await
             .map_err(|_| NodeGone)?;
         Ok(rx)
@@ -316,7 +323,7 @@ impl Node {
     ) -> Result<Option<DownloadProgress>, NodeGone> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send(Command::Progress(id, tx))
+            .send(Box::new(Command::Progress(id, tx)))
             .await
             .map_err(|_| NodeGone)?;
         rx.await.map_err(|_| NodeGone)
@@ -325,7 +332,7 @@ impl Node {
     /// Stops the download of `id`, keeping what arrived for a later resume.
     pub async fn cancel_download(&self, id: NodeId) -> Result<(), NodeGone> {
         self.tx
-            .send(Command::Cancel(id))
+            .send(Box::new(Command::Cancel(id)))
             .await
             .map_err(|_| NodeGone)
     }
@@ -333,7 +340,7 @@ impl Node {
     /// Adds bootstrap nodes and bootstraps now.
     pub async fn bootstrap(&self, addrs: Vec<SocketAddr>) -> Result<(), NodeGone> {
         self.tx
-            .send(Command::Bootstrap(addrs))
+            .send(Box::new(Command::Bootstrap(addrs)))
             .await
             .map_err(|_| NodeGone)
     }
@@ -342,7 +349,18 @@ impl Node {
     pub async fn status(&self) -> Result<Status, NodeGone> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send(Command::Status(tx))
+            .send(Box::new(Command::Status(tx)))
+            .await
+            .map_err(|_| NodeGone)?;
+        rx.await.map_err(|_| NodeGone)
+    }
+
+    /// The lookups asked through this handle (and its clones): counts, latency, the most
+    /// recent ones.
+    pub async fn lookup_log(&self) -> Result<LookupLog, NodeGone> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Box::new(Command::Lookups(tx)))
             .await
             .map_err(|_| NodeGone)?;
         rx.await.map_err(|_| NodeGone)
@@ -351,7 +369,7 @@ impl Node {
     /// Saves state and stops the node.
     pub async fn shutdown(&self) -> io::Result<()> {
         let (tx, rx) = oneshot::channel();
-        if self.tx.send(Command::Shutdown(tx)).await.is_err() {
+        if self.tx.send(Box::new(Command::Shutdown(tx))).await.is_err() {
             return Ok(());
         }
         let saved = rx.await.unwrap_or(Ok(()));
@@ -379,11 +397,16 @@ struct Driver {
     finds: HashMap<LookupId, oneshot::Sender<(Vec<Holder>, LookupResult)>>,
     pings: HashMap<SocketAddr, Vec<oneshot::Sender<Option<Duration>>>>,
     downloads: HashMap<NodeId, oneshot::Sender<DownloadResult>>,
-    /// Datagrams of one wake, handed to the kernel together.
-    batch: Vec<crate::engine::Transmit>,
+    /// Lookups asked through the handle (allocated at the first one: most swarm nodes are
+    /// never asked).
+    log: Option<Box<LookupLog>>,
 }
 
 impl Driver {
+    fn log(&mut self) -> &mut LookupLog {
+        self.log.get_or_insert_with(Box::default)
+    }
+
     fn now(&self) -> Time {
         Time::from_micros(self.epoch.elapsed().as_micros() as u64)
     }
@@ -392,7 +415,7 @@ impl Driver {
         tokio::time::Instant::from_std(self.epoch + Duration::from_micros(t.as_micros()))
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Box<Command>>) {
         let now = self.now();
         let boot = self.cfg.bootstrap.clone();
         self.engine.bootstrap(now, &boot);
@@ -419,7 +442,7 @@ impl Driver {
                         tracing::warn!("could not save state: {e}");
                     }
                 }
-                cmd = rx.recv() => match cmd {
+                cmd = rx.recv() => match cmd.map(|c| *c) {
                     None => {
                         self.engine.checkpoint_downloads();
                         let _ = self.save();
@@ -465,6 +488,7 @@ impl Driver {
         let now = self.now();
         match c {
             Command::Lookup(target, reply) => {
+                self.log().started();
                 let id = self.engine.start_lookup(now, target);
                 self.lookups.insert(id, reply);
             }
@@ -481,6 +505,7 @@ impl Driver {
                 }
             }
             Command::Find(id, reply) => {
+                self.log().started();
                 let l = self.engine.find_holders(now, id);
                 self.finds.insert(l, reply);
             }
@@ -518,7 +543,12 @@ impl Driver {
                     stats: self.engine.stats().clone(),
                     uptime: self.epoch.elapsed(),
                     lookups_running: self.engine.lookups_running(),
+                    records_held: self.engine.records_held(),
+                    bucket_size: self.engine.table().config().k,
                 });
+            }
+            Command::Lookups(reply) => {
+                let _ = reply.send(self.log.as_deref().cloned().unwrap_or_default());
             }
             Command::Shutdown(_) => {}
         }
@@ -532,8 +562,13 @@ impl Driver {
     }
 
     async fn flush(&mut self) {
-        // The batch's allocation is kept from wake to wake.
-        let mut batch = std::mem::take(&mut self.batch);
+        // The batch's allocation is kept per thread from wake to wake, not per node (a
+        // thousand idle nodes must not each hold their last burst's batch).
+        thread_local! {
+            static BATCH: std::cell::Cell<Vec<crate::engine::Transmit>> =
+                const { std::cell::Cell::new(Vec::new()) };
+        }
+        let mut batch = BATCH.take();
         batch.clear();
         while let Some(t) = self.engine.poll_transmit() {
             if self.cfg.loopback_only && !is_loopback(t.dst) {
@@ -560,11 +595,14 @@ impl Driver {
             }
         }
         batch.clear();
-        self.batch = batch;
+        // Back into this thread's slot (the task may have moved threads while it waited).
+        BATCH.set(batch);
         while let Some(ev) = self.engine.poll_event() {
             match ev {
                 Event::LookupFinished { id, result } => {
                     if let Some(reply) = self.lookups.remove(&id) {
+                        let at = self.epoch.elapsed();
+                        self.log().finished("lookup", &result, None, at);
                         let _ = reply.send(result);
                     }
                 }
@@ -586,6 +624,9 @@ impl Driver {
                     result,
                 } => {
                     if let Some(reply) = self.finds.remove(&id) {
+                        let at = self.epoch.elapsed();
+                        self.log()
+                            .finished("holders", &result, Some(holders.len()), at);
                         let _ = reply.send((holders, result));
                     }
                 }

@@ -109,6 +109,27 @@ impl NodeId {
         NodeId::hash(name.as_bytes())
     }
 
+    /// The key of a topic as users give it: 64 hex digits are taken as the key itself,
+    /// anything else is a name whose SHA-256 is the key ([`NodeId::of_topic`]).
+    pub fn topic_key(topic: &str) -> NodeId {
+        NodeId::from_hex(topic).unwrap_or_else(|_| NodeId::of_topic(topic))
+    }
+
+    /// Parses a lookup target as users give it: 64 hex digits, or a node's `IP:PORT`, whose
+    /// ID is computed (and the address returned beside it). The error says what was expected.
+    pub fn parse_target(s: &str) -> Result<(NodeId, Option<SocketAddr>), String> {
+        if let Ok(id) = NodeId::from_hex(s) {
+            return Ok((id, None));
+        }
+        match s.parse::<SocketAddr>() {
+            Ok(a) => Ok((NodeId::of_addr(a), Some(a))),
+            Err(_) => Err(format!(
+                "'{s}' is neither a 64-hex-digit ID nor an IP:PORT address; \
+                 give e.g. 3f5a...(64 hex digits) or 192.0.2.1:24254"
+            )),
+        }
+    }
+
     /// Parses 64 hex digits (either case).
     pub fn from_hex(s: &str) -> Result<NodeId, IdError> {
         if s.len() != 64 {

@@ -13,6 +13,8 @@
 //!   [`cookie`] (anti-spoofing cookies).
 //! - Kademlia state: [`table`] (k-buckets with caps and replacement caches) and [`lookup`]
 //!   (the iterative lookup as a pure state machine), [`public_addr`] (address learning).
+//! - Protection: [`ratelimit`] (token buckets per source IP and for the whole node, charged
+//!   for every request before it is answered).
 //! - Content: [`records`] (who announced what), [`files`] (files as content),
 //!   [`download`] (a download as a pure state machine), [`partial`] (a download on disk,
 //!   resumable). The engine serves content from a [`engine::BlockSource`] and fetches into
@@ -23,6 +25,8 @@
 //! - Drivers: [`driver`] runs one engine on a tokio UDP socket with the wall clock and
 //!   [`persist`]s its table; [`swarm`] runs many drivers on loopback in one process;
 //!   [`sim`] runs thousands of engines over a virtual clock and a seeded lossy network.
+//! - [`http`]: the JSON API, Prometheus `/metrics` and live dashboard of a running node
+//!   (`telekad run --http`), all through the driver's [`driver::Node`] handle.
 //!
 //! The `telekad` binary (`src/bin/telekad/`) is the command-line front end.
 //!
@@ -61,12 +65,14 @@ pub mod download;
 pub mod driver;
 pub mod engine;
 pub mod files;
+pub mod http;
 pub mod id;
 pub mod lookup;
 pub mod partial;
 pub mod persist;
 pub mod procstat;
 pub mod public_addr;
+pub mod ratelimit;
 pub mod records;
 pub mod rng;
 pub mod sim;

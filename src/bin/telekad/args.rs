@@ -14,6 +14,10 @@ pub struct NodeArgs {
     /// Directory for the saved routing table [default: ~/.local/share/telekad].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Milliseconds between periodic saves of the state file (tests; default 60 s).
+    #[arg(long, hide = true, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
+    pub save_every: Option<u64>,
     #[command(flatten)]
     pub join: BootstrapArgs,
 }
@@ -24,6 +28,9 @@ impl NodeArgs {
         let mut cfg = NodeConfig::new(self.bind);
         cfg.data_dir = Some(self.data_dir.clone().unwrap_or_else(default_data_dir));
         cfg.bootstrap = self.join.addrs();
+        if let Some(ms) = self.save_every {
+            cfg.save_interval = std::time::Duration::from_millis(ms);
+        }
         cfg
     }
 }
@@ -130,5 +137,62 @@ pub fn default_data_dir() -> PathBuf {
     match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
         Some(h) => PathBuf::from(h).join(".local/share/telekad"),
         None => PathBuf::from("telekad-data"),
+    }
+}
+
+/// Rate limits of a node that answers requests (`run`): see `telekad::ratelimit`.
+#[derive(Args, Debug, Clone)]
+pub struct RateArgs {
+    /// Requests answered per second from one source IP (an IPv6 /64), in bursts of up to
+    /// twice as many; 0 = unlimited. Further requests are dropped and counted.
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          default_value_t = telekad::ratelimit::RateLimitConfig::default().per_ip.rate)]
+    pub rate_per_ip: u32,
+    /// Requests answered per second from all sources together, in bursts of up to a fifth
+    /// of that; 0 = unlimited. Answers to the node's own requests are never limited.
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          default_value_t = telekad::ratelimit::RateLimitConfig::default().global.rate)]
+    pub rate_global: u32,
+}
+
+impl RateArgs {
+    /// Sets these limits in `cfg` (the defaults' bursts are kept for the default rates).
+    pub fn apply(&self, cfg: &mut telekad::config::Config) {
+        use telekad::ratelimit::Limit;
+        let rl = &mut cfg.rate_limit;
+        if self.rate_per_ip != rl.per_ip.rate {
+            rl.per_ip = Limit::new(self.rate_per_ip, self.rate_per_ip.saturating_mul(2));
+        }
+        if self.rate_global != rl.global.rate {
+            rl.global = Limit::new(self.rate_global, (self.rate_global / 5).max(1));
+        }
+    }
+}
+
+/// The HTTP API, `/metrics` and dashboard of a node (`run`): see `telekad::http`.
+#[derive(Args, Debug, Clone)]
+pub struct HttpArgs {
+    /// Serve the JSON API, Prometheus /metrics and the live dashboard on this TCP address,
+    /// e.g. 127.0.0.1:24255 (loopback only unless --http-public is given).
+    #[arg(long, value_name = "ADDR", value_parser = bind_addr)]
+    pub http: Option<SocketAddr>,
+    /// Allow --http on a non-loopback address. The API has no authentication: anyone who
+    /// reaches it can make the node announce and download.
+    #[arg(long, requires = "http")]
+    pub http_public: bool,
+}
+
+impl HttpArgs {
+    /// Binds the HTTP listener (before the node starts, so a bad address fails early), or
+    /// nothing without `--http`.
+    pub async fn listen(&self) -> Result<Option<tokio::net::TcpListener>, String> {
+        let Some(addr) = self.http else {
+            return Ok(None);
+        };
+        telekad::http::check_bind(addr, self.http_public)?;
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .map(Some)
+            .map_err(|e| format!("cannot bind HTTP {addr}: {e}; pick another --http address"))
     }
 }

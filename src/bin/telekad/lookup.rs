@@ -2,7 +2,6 @@
 
 use crate::args::ClientArgs;
 use clap::Args;
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Instant;
 use telekad::driver::Node;
@@ -20,22 +19,8 @@ pub struct LookupArgs {
     json: bool,
 }
 
-/// Parses a lookup target: 64 hex digits, or an address whose ID is computed.
-pub fn parse_target(s: &str) -> Result<(NodeId, Option<SocketAddr>), String> {
-    if let Ok(id) = NodeId::from_hex(s) {
-        return Ok((id, None));
-    }
-    match s.parse::<SocketAddr>() {
-        Ok(a) => Ok((NodeId::of_addr(a), Some(a))),
-        Err(_) => Err(format!(
-            "'{s}' is neither a 64-hex-digit ID nor an IP:PORT address; \
-             give e.g. 3f5a...(64 hex digits) or 192.0.2.1:24254"
-        )),
-    }
-}
-
 pub async fn run(a: LookupArgs) -> Result<ExitCode, String> {
-    let (target, target_addr) = parse_target(&a.target)?;
+    let (target, target_addr) = NodeId::parse_target(&a.target)?;
     let cfg = a.client.node_config()?;
     let node = Node::start(cfg).await.map_err(|e| e.to_string())?;
     let started = Instant::now();

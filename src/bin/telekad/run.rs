@@ -1,6 +1,6 @@
 //! `telekad run`: one long-running node.
 
-use crate::args::NodeArgs;
+use crate::args::{HttpArgs, NodeArgs, RateArgs};
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,6 +12,10 @@ use telekad::driver::Node;
 pub struct RunArgs {
     #[command(flatten)]
     node: NodeArgs,
+    #[command(flatten)]
+    rate: RateArgs,
+    #[command(flatten)]
+    http: HttpArgs,
     /// A directory (or file) to share; repeat for more. New and changed files are picked
     /// up every 10 s.
     #[arg(long)]
@@ -30,11 +34,14 @@ pub async fn run(a: RunArgs) -> Result<ExitCode, String> {
             ));
         }
     }
-    let cfg = a.node.node_config();
+    let mut cfg = a.node.node_config();
+    a.rate.apply(&mut cfg.engine);
     // Install the signal handlers before anything is announced, so that an early Ctrl-C
     // still saves and exits 0.
     let stop = stop_signal().map_err(|e| format!("cannot install the signal handler: {e}"))?;
+    let http = a.http.listen().await?;
     let node = Node::start(cfg.clone()).await.map_err(|e| e.to_string())?;
+    let http = http.map(|listener| serve_http(&node, listener, cfg.data_dir.as_deref()));
     tracing::info!(
         addr = %node.local_addr(),
         id = %node.id(),
@@ -60,11 +67,51 @@ pub async fn run(a: RunArgs) -> Result<ExitCode, String> {
             }
         }
     }
+    if let Some((stop_http, task)) = http {
+        let _ = stop_http.send(());
+        // Open connections get two seconds to finish their request.
+        if tokio::time::timeout(Duration::from_secs(2), task)
+            .await
+            .is_err()
+        {
+            tracing::debug!("HTTP connections still open at exit");
+        }
+    }
     tracing::info!("stopping: saving state");
     node.shutdown()
         .await
         .map_err(|e| format!("could not save state: {e}"))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the HTTP API on `listener`; downloads asked through it go to `DATA_DIR/downloads`.
+/// Returns what stops it and its task.
+fn serve_http(
+    node: &Node,
+    listener: tokio::net::TcpListener,
+    data_dir: Option<&std::path::Path>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let dir = data_dir
+        .unwrap_or_else(|| std::path::Path::new("."))
+        .join("downloads");
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, downloads = %dir.display(), "HTTP API and dashboard at http://{addr}/");
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let cfg = telekad::http::HttpConfig::new(dir);
+    let node = node.clone();
+    let task = tokio::spawn(async move {
+        let stop = async move {
+            let _ = rx.await;
+        };
+        if let Err(e) = telekad::http::serve(node, listener, cfg, stop).await {
+            tracing::warn!("the HTTP server stopped: {e}");
+        }
+    });
+    (tx, task)
 }
 
 /// Resolves on Ctrl-C (SIGINT) or, on Unix, SIGTERM (how service managers stop a node).

@@ -8,12 +8,6 @@ use telekad::driver::Node;
 use telekad::id::NodeId;
 use telekad::records::MAX_NOTE;
 
-/// The key of a topic: 64 hex digits are taken as the key itself, anything else is a name
-/// whose SHA-256 is the key.
-pub fn topic_key(topic: &str) -> NodeId {
-    NodeId::from_hex(topic).unwrap_or_else(|_| NodeId::of_topic(topic))
-}
-
 /// Options of `telekad announce`.
 #[derive(Args, Debug)]
 pub struct AnnounceArgs {
@@ -45,7 +39,7 @@ pub async fn announce(a: AnnounceArgs) -> Result<ExitCode, String> {
             a.note.len()
         ));
     }
-    let key = topic_key(&a.topic);
+    let key = NodeId::topic_key(&a.topic);
     let cfg = a.node.node_config();
     crate::args::require_seeds(&cfg)?;
     let stop =
@@ -69,7 +63,7 @@ pub async fn announce(a: AnnounceArgs) -> Result<ExitCode, String> {
 }
 
 pub async fn find(a: FindArgs) -> Result<ExitCode, String> {
-    let key = topic_key(&a.topic);
+    let key = NodeId::topic_key(&a.topic);
     let cfg = a.client.node_config()?;
     let node = Node::start(cfg).await.map_err(|e| e.to_string())?;
     let (holders, result) = node.find_holders(key).await.map_err(|e| e.to_string())?;
