@@ -39,8 +39,10 @@ impl BlockSource for Corrupting {
     }
 }
 
+/// Each node on its own loopback IP, as peers on a real network are: they share no per-IP
+/// table cap or request budget.
 async fn node(seed_addr: Option<SocketAddr>, seed: u64) -> Node {
-    let mut cfg = NodeConfig::new("127.0.0.1:0".parse().unwrap());
+    let mut cfg = NodeConfig::new(SocketAddr::from(([127, 0, 61, seed as u8], 0)));
     cfg.loopback_only = true;
     cfg.seed = Some(seed);
     cfg.bootstrap = seed_addr.into_iter().collect();
@@ -102,7 +104,9 @@ async fn lossy_fetch(
     loss: f64,
     seed: u64,
 ) -> Fetched {
-    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let sock = UdpSocket::bind(SocketAddr::from(([127, 0, 61, 200], 0)))
+        .await
+        .unwrap();
     telekad::driver::set_buffers(&sock);
     let local = sock.local_addr().unwrap();
     let cfg = Config {
