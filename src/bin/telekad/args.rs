@@ -1,5 +1,6 @@
 //! Argument parsing helpers shared by the subcommands.
 
+use crate::config::{merge, FileConfig, Given};
 use clap::Args;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -20,9 +21,37 @@ pub struct NodeArgs {
     pub save_every: Option<u64>,
     #[command(flatten)]
     pub join: BootstrapArgs,
+    /// Read settings from this TOML file; a flag given here overrides the file's value.
+    /// Every key is listed, with its default, in docs/telekad.toml.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 impl NodeArgs {
+    /// Reads `--config` (if given) and fills in what the command line did not give.
+    /// Returns the file's settings, for the options of the command beyond these.
+    pub fn apply_config(&mut self, given: &Given) -> Result<Option<FileConfig>, String> {
+        let Some(path) = &self.config else {
+            return Ok(None);
+        };
+        let f = crate::config::load(path)?;
+        merge(&mut self.bind, &f.bind, "bind", given);
+        if let Some(d) = &f.data_dir {
+            merge(
+                &mut self.data_dir,
+                &Some(Some(d.clone())),
+                "data_dir",
+                given,
+            );
+        }
+        if let Some(ms) = f.save_every {
+            merge(&mut self.save_every, &Some(Some(ms)), "save_every", given);
+        }
+        merge(&mut self.join.bootstrap, &f.bootstrap, "bootstrap", given);
+        merge(&mut self.join.public, &f.public, "public", given);
+        Ok(Some(f))
+    }
+
     /// The driver configuration these options describe.
     pub fn node_config(&self) -> NodeConfig {
         let mut cfg = NodeConfig::new(self.bind);
@@ -156,6 +185,12 @@ pub struct RateArgs {
 }
 
 impl RateArgs {
+    /// Fills in the file's limits where the command line gave none.
+    pub fn merge(&mut self, f: &FileConfig, given: &Given) {
+        merge(&mut self.rate_per_ip, &f.rate_per_ip, "rate_per_ip", given);
+        merge(&mut self.rate_global, &f.rate_global, "rate_global", given);
+    }
+
     /// Sets these limits in `cfg` (the defaults' bursts are kept for the default rates).
     pub fn apply(&self, cfg: &mut telekad::config::Config) {
         use telekad::ratelimit::Limit;
@@ -178,11 +213,31 @@ pub struct HttpArgs {
     pub http: Option<SocketAddr>,
     /// Allow --http on a non-loopback address. The API has no authentication: anyone who
     /// reaches it can make the node announce and download.
-    #[arg(long, requires = "http")]
+    #[arg(long)]
     pub http_public: bool,
 }
 
 impl HttpArgs {
+    /// Fills in the file's HTTP settings where the command line gave none.
+    pub fn merge(&mut self, f: &FileConfig, given: &Given) {
+        if let Some(a) = f.http {
+            merge(&mut self.http, &Some(Some(a)), "http", given);
+        }
+        merge(&mut self.http_public, &f.http_public, "http_public", given);
+    }
+
+    /// An error when --http-public is set without an --http address.
+    pub fn check(&self) -> Result<(), String> {
+        if self.http_public && self.http.is_none() {
+            return Err(
+                "--http-public (or http_public in the config file) needs an HTTP \
+                        address: add --http ADDR (or http = \"ADDR\" in the config file)"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
     /// Binds the HTTP listener (before the node starts, so a bad address fails early), or
     /// nothing without `--http`.
     pub async fn listen(&self) -> Result<Option<tokio::net::TcpListener>, String> {

@@ -1,6 +1,7 @@
 //! `telekad`: the command-line front end (run a node, run a loopback swarm).
 
 mod args;
+mod config;
 mod get;
 mod lookup;
 mod run;
@@ -9,7 +10,7 @@ mod simulate;
 mod swarm;
 mod topics;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
 /// A Kademlia DHT node that speaks the cjp2p wire protocol.
@@ -30,7 +31,7 @@ struct Cli {
 enum Cmd {
     /// Run a node until Ctrl-C (state is saved on exit).
     #[command(
-        after_help = "Example:\n  telekad run --bind 0.0.0.0:24254 --data-dir ~/.local/share/telekad --public"
+        after_help = "Examples:\n  telekad run --bind 0.0.0.0:24254 --data-dir ~/.local/share/telekad --public\n  telekad run --config /etc/telekad.toml --rate-per-ip 1000 --json\n\nWith --config FILE, every flag above can be set in a TOML file instead (key = the flag\nwith underscores, e.g. rate_per_ip = 1000); a flag given here overrides the file.\nEvery key, with its default: docs/telekad.toml."
     )]
     Run(run::RunArgs),
     /// Start N real nodes on 127.0.0.0/8 in one process and report how their tables fill.
@@ -43,12 +44,12 @@ enum Cmd {
     Lookup(lookup::LookupArgs),
     /// Share files or directories: hash, serve in cjp2p Content blocks, announce (Ctrl-C stops).
     #[command(
-        after_help = "Example:\n  telekad share ~/maps ~/video.mkv --bootstrap 192.0.2.1:24254"
+        after_help = "Examples:\n  telekad share ~/maps ~/video.mkv --bootstrap 192.0.2.1:24254\n  telekad share ~/maps --config /etc/telekad.toml --json"
     )]
     Share(share::ShareArgs),
     /// Announce this node under a topic (a game lobby, a chat room) until Ctrl-C.
     #[command(
-        after_help = "Example:\n  telekad announce mygame/lobby --note \"players 4/10, map dust\" --bootstrap 192.0.2.1:24254"
+        after_help = "Examples:\n  telekad announce mygame/lobby --note \"players 4/10, map dust\" --bootstrap 192.0.2.1:24254\n  telekad announce mygame/lobby --config /etc/telekad.toml --json"
     )]
     Announce(topics::AnnounceArgs),
     /// List the nodes announced under a topic, with their notes and RTT.
@@ -80,7 +81,13 @@ fn init_logging() {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // Which flags were given on the command line: they win over the config file.
+    let given = matches
+        .subcommand()
+        .map(|(_, m)| config::Given::of(m))
+        .unwrap_or_default();
     init_logging();
     // One node is one task: a single-threaded runtime serves it without waking an idle
     // second worker on every datagram. The swarm (many nodes) uses every core.
@@ -100,11 +107,11 @@ fn main() -> ExitCode {
         Cmd::Simulate(a) => simulate::run(a),
         cmd => rt.block_on(async {
             match cmd {
-                Cmd::Run(a) => run::run(a).await,
+                Cmd::Run(a) => run::run(a, &given).await,
                 Cmd::Swarm(a) => swarm::run(a).await,
                 Cmd::Lookup(a) => lookup::run(a).await,
-                Cmd::Announce(a) => topics::announce(a).await,
-                Cmd::Share(a) => share::share(a).await,
+                Cmd::Announce(a) => topics::announce(a, &given).await,
+                Cmd::Share(a) => share::share(a, &given).await,
                 Cmd::Find(a) => topics::find(a).await,
                 Cmd::Get(a) => get::get(a).await,
                 Cmd::Simulate(_) => unreachable!("handled above"),

@@ -1,6 +1,7 @@
 //! `telekad run`: one long-running node.
 
 use crate::args::{HttpArgs, NodeArgs, RateArgs};
+use crate::config::{merge, Given};
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,13 +24,57 @@ pub struct RunArgs {
     /// Seconds between scans of the shared directories.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     rescan: u64,
+    /// Print events as JSON lines on stdout, one object each, instead of human text:
+    /// {"event":"started",..} once listening (id, bind, http and the effective settings),
+    /// {"event":"shared",..} per shared file, {"event":"stopped",..} at exit.
+    #[arg(long)]
+    json: bool,
 }
 
-pub async fn run(a: RunArgs) -> Result<ExitCode, String> {
+impl RunArgs {
+    /// Reads `--config` and fills in every setting the command line did not give.
+    fn apply_config(&mut self, given: &Given) -> Result<(), String> {
+        if let Some(f) = self.node.apply_config(given)? {
+            self.rate.merge(&f, given);
+            self.http.merge(&f, given);
+            merge(&mut self.share, &f.share, "share", given);
+            merge(&mut self.rescan, &f.rescan, "rescan", given);
+        }
+        self.http.check()
+    }
+}
+
+/// Prints one JSON event line on stdout.
+pub fn event(v: serde_json::Value) {
+    println!("{v}");
+}
+
+/// Saves and stops `node`; with `json`, reports it as a `stopped` event.
+pub async fn stop_node(node: &Node, json: bool) -> Result<(), String> {
+    let contacts = node.status().await.map_or(0, |s| s.contacts.len());
+    let saved = node.shutdown().await;
+    if json {
+        event(serde_json::json!({
+            "event": "stopped",
+            "saved": saved.is_ok(),
+            "contacts": contacts,
+        }));
+    }
+    saved.map_err(|e| format!("could not save state: {e}"))
+}
+
+pub async fn run(mut a: RunArgs, given: &Given) -> Result<ExitCode, String> {
+    // The config file is read and checked before anything is bound, opened or written.
+    a.apply_config(given)?;
     for p in &a.share {
         if !p.exists() {
+            let from = if given.has("share") {
+                "--share"
+            } else {
+                "share (in the config file)"
+            };
             return Err(format!(
-                "--share {} does not exist; give a directory or file to share",
+                "{from} {} does not exist; give a directory or file to share",
                 p.display()
             ));
         }
@@ -41,7 +86,25 @@ pub async fn run(a: RunArgs) -> Result<ExitCode, String> {
     let stop = stop_signal().map_err(|e| format!("cannot install the signal handler: {e}"))?;
     let http = a.http.listen().await?;
     let node = Node::start(cfg.clone()).await.map_err(|e| e.to_string())?;
+    let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
     let http = http.map(|listener| serve_http(&node, listener, cfg.data_dir.as_deref()));
+    if a.json {
+        event(serde_json::json!({
+            "event": "started",
+            "id": node.id().to_hex(),
+            "bind": node.local_addr().to_string(),
+            "http": http_addr.map(|h| h.to_string()),
+            "data_dir": cfg.data_dir.as_deref().map(|p| p.display().to_string()),
+            "bootstrap": a.node.join.bootstrap.iter().map(|b| b.to_string()).collect::<Vec<_>>(),
+            "public": a.node.join.public,
+            "rate_per_ip": a.rate.rate_per_ip,
+            "rate_global": a.rate.rate_global,
+            "http_public": a.http.http_public,
+            "share": a.share.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "rescan": a.rescan,
+            "config": a.node.config.as_deref().map(|p| p.display().to_string()),
+        }));
+    }
     tracing::info!(
         addr = %node.local_addr(),
         id = %node.id(),
@@ -52,7 +115,7 @@ pub async fn run(a: RunArgs) -> Result<ExitCode, String> {
     let mut sharer = crate::share::Sharer::default();
     if !a.share.is_empty() {
         let added = sharer.rescan(&node, &a.share, true).await?;
-        crate::share::print_shared(&added);
+        crate::share::print_shared(&added, a.json);
     }
     tokio::pin!(stop);
     let mut trim = tokio::time::interval(Duration::from_secs(60));
@@ -63,7 +126,7 @@ pub async fn run(a: RunArgs) -> Result<ExitCode, String> {
             _ = trim.tick() => telekad::procstat::release_free_memory(),
             _ = tokio::time::sleep(Duration::from_secs(a.rescan)), if !a.share.is_empty() => {
                 let added = sharer.rescan(&node, &a.share, true).await?;
-                crate::share::print_shared(&added);
+                crate::share::print_shared(&added, a.json);
             }
         }
     }
@@ -78,9 +141,7 @@ pub async fn run(a: RunArgs) -> Result<ExitCode, String> {
         }
     }
     tracing::info!("stopping: saving state");
-    node.shutdown()
-        .await
-        .map_err(|e| format!("could not save state: {e}"))?;
+    stop_node(&node, a.json).await?;
     Ok(ExitCode::SUCCESS)
 }
 

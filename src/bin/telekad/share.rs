@@ -2,6 +2,7 @@
 //! blocks, announce them, and pick up files added or changed later.
 
 use crate::args::NodeArgs;
+use crate::config::Given;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
@@ -27,6 +28,11 @@ pub struct ShareArgs {
     paths: Vec<PathBuf>,
     #[command(flatten)]
     node: NodeArgs,
+    /// Print events as JSON lines on stdout, one object each, instead of human text:
+    /// {"event":"started",..} (id, bind), {"event":"shared","path","id","bytes"} per file,
+    /// {"event":"stopped",..} at exit.
+    #[arg(long)]
+    json: bool,
 }
 
 /// What is being shared: path -> (size, modified, id).
@@ -119,14 +125,26 @@ impl Sharer {
     }
 }
 
-/// Prints one line per newly shared file.
-pub fn print_shared(added: &[(NodeId, u64, PathBuf)]) {
+/// Prints one line (or, with `json`, one `shared` event) per newly shared file.
+pub fn print_shared(added: &[(NodeId, u64, PathBuf)], json: bool) {
     for (id, len, path) in added {
-        println!("{}  {:>12}  {}", id.to_hex(), len, path.display());
+        if json {
+            crate::run::event(serde_json::json!({
+                "event": "shared",
+                "path": path.display().to_string(),
+                "id": id.to_hex(),
+                "bytes": len,
+            }));
+        } else {
+            println!("{}  {:>12}  {}", id.to_hex(), len, path.display());
+        }
     }
 }
 
-pub async fn share(a: ShareArgs) -> Result<ExitCode, String> {
+pub async fn share(mut a: ShareArgs, given: &Given) -> Result<ExitCode, String> {
+    // Of the config file, `share` takes the node's settings (bind, data_dir, bootstrap,
+    // public, save_every); the paths to share are its arguments.
+    a.node.apply_config(given)?;
     for p in &a.paths {
         if !p.exists() {
             return Err(format!(
@@ -139,22 +157,27 @@ pub async fn share(a: ShareArgs) -> Result<ExitCode, String> {
     let stop =
         crate::run::stop_signal().map_err(|e| format!("cannot install the signal handler: {e}"))?;
     let node = Node::start(cfg).await.map_err(|e| e.to_string())?;
+    if a.json {
+        crate::run::event(serde_json::json!({
+            "event": "started",
+            "id": node.id().to_hex(),
+            "bind": node.local_addr().to_string(),
+        }));
+    }
     let mut sharer = Sharer::default();
-    let added = sharer.rescan(&node, &a.paths, true).await?;
-    print_shared(&added);
+    let added = sharer.rescan(&node, &a.paths, !a.json).await?;
+    print_shared(&added, a.json);
     tracing::info!(files = added.len(), addr = %node.local_addr(), "sharing; Ctrl-C to stop");
     tokio::pin!(stop);
     loop {
         tokio::select! {
             _ = &mut stop => break,
             _ = tokio::time::sleep(RESCAN) => {
-                let added = sharer.rescan(&node, &a.paths, true).await?;
-                print_shared(&added);
+                let added = sharer.rescan(&node, &a.paths, !a.json).await?;
+                print_shared(&added, a.json);
             }
         }
     }
-    node.shutdown()
-        .await
-        .map_err(|e| format!("could not save state: {e}"))?;
+    crate::run::stop_node(&node, a.json).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,7 @@
 //! topic (SHA-256 of a name such as a game's channel); players list them with notes and RTT.
 
 use crate::args::{ClientArgs, NodeArgs};
+use crate::config::Given;
 use clap::Args;
 use std::process::ExitCode;
 use telekad::driver::Node;
@@ -18,6 +19,11 @@ pub struct AnnounceArgs {
     note: String,
     #[command(flatten)]
     node: NodeArgs,
+    /// Print events as JSON lines on stdout, one object each, instead of human text:
+    /// {"event":"started",..} (id, bind), {"event":"announced","topic","id","note"} (id: the
+    /// topic key), {"event":"stopped",..} at exit.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Options of `telekad find`.
@@ -32,7 +38,10 @@ pub struct FindArgs {
     json: bool,
 }
 
-pub async fn announce(a: AnnounceArgs) -> Result<ExitCode, String> {
+pub async fn announce(mut a: AnnounceArgs, given: &Given) -> Result<ExitCode, String> {
+    // Of the config file, `announce` takes the node's settings (bind, data_dir, bootstrap,
+    // public, save_every).
+    a.node.apply_config(given)?;
     if a.note.len() > MAX_NOTE {
         return Err(format!(
             "--note is {} bytes; the limit is {MAX_NOTE} bytes, shorten it",
@@ -45,10 +54,25 @@ pub async fn announce(a: AnnounceArgs) -> Result<ExitCode, String> {
     let stop =
         crate::run::stop_signal().map_err(|e| format!("cannot install the signal handler: {e}"))?;
     let node = Node::start(cfg).await.map_err(|e| e.to_string())?;
+    if a.json {
+        crate::run::event(serde_json::json!({
+            "event": "started",
+            "id": node.id().to_hex(),
+            "bind": node.local_addr().to_string(),
+        }));
+    }
     node.announce(key, &a.note)
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
+    if a.json {
+        crate::run::event(serde_json::json!({
+            "event": "announced",
+            "topic": a.topic,
+            "id": key.to_hex(),
+            "note": a.note,
+        }));
+    }
     tracing::info!(
         topic = %a.topic,
         key = %key,
@@ -56,9 +80,7 @@ pub async fn announce(a: AnnounceArgs) -> Result<ExitCode, String> {
         "announcing (repeated before records expire); Ctrl-C to stop"
     );
     stop.await;
-    node.shutdown()
-        .await
-        .map_err(|e| format!("could not save state: {e}"))?;
+    crate::run::stop_node(&node, a.json).await?;
     Ok(ExitCode::SUCCESS)
 }
 
