@@ -4,7 +4,14 @@
 //! answer ([`Lookup::on_success`]) or loss ([`Lookup::on_failure`]). A query whose adaptive
 //! timeout passes becomes *slow*: it stops counting against alpha but a late answer still
 //! counts until its hard deadline.
+//!
+//! Like the routing table, the candidate list is diverse: it holds at most
+//! [`LookupConfig::max_per_ip`] live candidates per IP and [`LookupConfig::max_per_subnet`]
+//! per /24 (or /48), so an attacker holding many ports on a few IPs cannot fill the k
+//! nearest places with its own addresses, however near their IDs lie (spec/simulation.md,
+//! "Eclipse and Sybil attacks").
 
+use crate::addr::subnet;
 use crate::id::{Distance, NodeId};
 use crate::time::Time;
 use std::collections::HashSet;
@@ -28,6 +35,12 @@ pub struct LookupConfig {
     pub max_from_answer: usize,
     /// Times a query is sent before its peer is given up (a timed-out query is re-sent).
     pub attempts: u8,
+    /// Most candidates from one IP that the lookup holds at once, failed ones not counted
+    /// (0 = no cap). A nearer newcomer from a full IP takes the place of the farthest one
+    /// not yet asked; otherwise it is left out (and may be named again later).
+    pub max_per_ip: usize,
+    /// The same for one /24 (IPv4) or /48 (IPv6) (0 = no cap).
+    pub max_per_subnet: usize,
 }
 
 impl Default for LookupConfig {
@@ -40,6 +53,8 @@ impl Default for LookupConfig {
             max_timeout: Duration::from_secs(2),
             max_from_answer: 64,
             attempts: 4,
+            max_per_ip: 2,
+            max_per_subnet: 8,
         }
     }
 }
@@ -192,6 +207,10 @@ impl Lookup {
         if at >= self.capacity() {
             return;
         }
+        if !self.make_room(addr, at) {
+            self.known.remove(&addr);
+            return;
+        }
         self.entries.insert(
             at,
             Entry {
@@ -211,6 +230,55 @@ impl Lookup {
                 }
             }
         }
+    }
+
+    /// Applies the diversity caps to a newcomer at `addr` that would go in at position `at`:
+    /// true if it may go in, having evicted (and forgotten) the farthest not-yet-asked
+    /// candidate of a full IP or subnet if that one lies beyond `at`.
+    fn make_room(&mut self, addr: SocketAddr, at: usize) -> bool {
+        let (ip_cap, net_cap) = (self.cfg.max_per_ip, self.cfg.max_per_subnet);
+        if ip_cap == 0 && net_cap == 0 {
+            return true;
+        }
+        let ip = crate::addr::canonical(addr).ip();
+        let net = subnet(ip);
+        let (mut same_ip, mut same_net) = (0, 0);
+        let (mut last_ip, mut last_net) = (None, None);
+        for (i, e) in self.entries.iter().enumerate() {
+            if e.state == PeerState::Failed {
+                continue;
+            }
+            let eip = crate::addr::canonical(e.addr).ip();
+            let spare = i >= at && e.state == PeerState::NotContacted;
+            if eip == ip {
+                same_ip += 1;
+                if spare {
+                    last_ip = Some(i);
+                }
+            }
+            if subnet(eip) == net {
+                same_net += 1;
+                if spare {
+                    last_net = Some(i);
+                }
+            }
+        }
+        let evict = if ip_cap > 0 && same_ip >= ip_cap {
+            match last_ip {
+                Some(i) => i,
+                None => return false,
+            }
+        } else if net_cap > 0 && same_net >= net_cap {
+            match last_net {
+                Some(i) => i,
+                None => return false,
+            }
+        } else {
+            return true;
+        };
+        let gone = self.entries.remove(evict);
+        self.known.remove(&gone.addr);
+        true
     }
 
     /// Queries counting against alpha.
@@ -457,5 +525,96 @@ impl Lookup {
             elapsed: end.since(self.started),
             timed_out: self.timed_out,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn at(a: u8, b: u8, c: u8, port: u16) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, a, b, c)), port)
+    }
+
+    /// Addresses of candidates that are not failed.
+    fn live(l: &Lookup) -> Vec<SocketAddr> {
+        l.states()
+            .filter(|(_, s)| *s != PeerState::Failed)
+            .map(|(a, _)| a)
+            .collect()
+    }
+
+    fn same_ip(l: &Lookup, ip: IpAddr) -> usize {
+        live(l).iter().filter(|a| a.ip() == ip).count()
+    }
+
+    #[test]
+    fn one_ip_holds_at_most_its_cap_and_the_nearest_win() {
+        let target = NodeId::hash(b"target");
+        let ports: Vec<SocketAddr> = (1..=40).map(|p| at(9, 9, 9, p)).collect();
+        let mut by_dist = ports.clone();
+        by_dist.sort_by_key(|a| NodeId::of_addr(*a).distance(&target));
+        let honest: Vec<SocketAddr> = (0..30).map(|i| at(1, i, 1, 1)).collect();
+        let mut l = Lookup::new(
+            target,
+            LookupConfig::default(),
+            Time::ZERO,
+            honest.iter().copied(),
+        );
+        let first = l.poll(Time::ZERO, |_| Duration::from_millis(300)).unwrap();
+        // One answer naming 40 ports of one IP, farthest first.
+        let answer: Vec<SocketAddr> = by_dist.iter().rev().copied().collect();
+        assert!(l.on_success(first, &answer, Time::from_millis(10)));
+        let ip = ports[0].ip();
+        assert_eq!(same_ip(&l, ip), 2);
+        // The two kept are the two nearest of the 40 (each nearer one took a farther one's
+        // place while none had been asked).
+        let kept: Vec<SocketAddr> = live(&l).into_iter().filter(|a| a.ip() == ip).collect();
+        assert_eq!(kept, by_dist[..2].to_vec());
+        // Every honest address stays.
+        assert!(honest.iter().all(|h| live(&l).contains(h)));
+    }
+
+    #[test]
+    fn one_subnet_holds_at_most_its_cap_and_failures_free_places() {
+        let target = NodeId::hash(b"t2");
+        let cfg = LookupConfig {
+            alpha: 100,
+            ..LookupConfig::default()
+        };
+        let seeds: Vec<SocketAddr> = (0..3).map(|i| at(1, i, 1, 1)).collect();
+        let mut l = Lookup::new(target, cfg, Time::ZERO, seeds.iter().copied());
+        let asked = l.poll(Time::ZERO, |_| Duration::from_millis(300)).unwrap();
+        // 20 IPs of one /24, one port each.
+        let net: Vec<SocketAddr> = (1..=20).map(|h| at(7, 7, h, 5)).collect();
+        assert!(l.on_success(asked, &net, Time::from_millis(5)));
+        let in_net = |l: &Lookup| live(l).iter().filter(|a| net.contains(a)).count();
+        assert_eq!(in_net(&l), 8);
+        // Ask everything; the subnet's members never answer and fail.
+        while let Some(a) = l.poll(Time::from_millis(6), |_| Duration::from_millis(300)) {
+            if net.contains(&a) {
+                l.on_failure(a);
+            }
+        }
+        assert_eq!(in_net(&l), 0);
+        // Named again, the ones left out earlier may now come in.
+        let other = seeds.iter().find(|s| **s != asked).copied().unwrap();
+        assert!(l.on_success(other, &net, Time::from_millis(7)));
+        let fresh = live(&l).iter().filter(|a| net.contains(a)).count();
+        assert_eq!(fresh, 8, "8 places free again, filled by the 12 left out");
+    }
+
+    #[test]
+    fn caps_of_zero_take_everything() {
+        let target = NodeId::hash(b"t3");
+        let cfg = LookupConfig {
+            max_per_ip: 0,
+            max_per_subnet: 0,
+            ..LookupConfig::default()
+        };
+        let ports: Vec<SocketAddr> = (1..=40).map(|p| at(9, 9, 9, p)).collect();
+        let l = Lookup::new(target, cfg, Time::ZERO, ports.iter().copied());
+        assert_eq!(live(&l).len(), 40);
     }
 }

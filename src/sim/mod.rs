@@ -2,10 +2,12 @@
 //! lossy, delayed network, in one process. The same seed gives the same trace
 //! ([`Sim::trace_hash`]).
 
+pub mod adversary;
 mod network;
 pub mod scenario;
 mod warm;
 
+pub use adversary::{Eclipse, EclipseReport};
 pub use network::NetConfig;
 pub use scenario::{Scenario, SimReport};
 
@@ -84,6 +86,8 @@ pub struct Sim {
     delivered: u64,
     results: HashMap<(usize, LookupId), LookupResult>,
     found: HashMap<(usize, LookupId), (Vec<Holder>, LookupResult)>,
+    /// The attacker's nodes, if any ([`Sim::make_sybils`]).
+    sybils: Option<Box<adversary::Sybils>>,
 }
 
 const FNV_PRIME: u64 = 0x0100_0000_01b3;
@@ -97,10 +101,18 @@ fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
 }
 
 impl Sim {
-    /// Creates the nodes (not yet joined: see [`Sim::join_all`]).
+    /// Creates the nodes (not yet joined: see [`Sim::join_all`]), node `i` at
+    /// [`node_addr`]`(i, 24254)`.
     pub fn new(cfg: SimConfig) -> Sim {
-        let mut rng = NodeRng::from_u64(cfg.seed);
         let addrs: Vec<SocketAddr> = (0..cfg.nodes).map(|i| node_addr(i, 24254)).collect();
+        Sim::with_addrs(cfg, addrs)
+    }
+
+    /// Creates one node at each of `addrs` (distinct addresses; `cfg.nodes` is taken from
+    /// their number), not yet joined.
+    pub fn with_addrs(mut cfg: SimConfig, addrs: Vec<SocketAddr>) -> Sim {
+        cfg.nodes = addrs.len();
+        let mut rng = NodeRng::from_u64(cfg.seed);
         let nodes = addrs
             .iter()
             .map(|a| {
@@ -132,6 +144,7 @@ impl Sim {
             delivered: 0,
             results: HashMap::new(),
             found: HashMap::new(),
+            sybils: None,
         };
         for i in 0..n {
             sim.reschedule(i);
@@ -382,10 +395,14 @@ impl Sim {
                 continue;
             };
             if let Some(delay) = self.cfg.net.sample(&mut self.rng, i, to) {
+                let payload = match self.sybils.as_deref().filter(|s| s.contains(i)) {
+                    Some(s) => s.rewrite(&t.payload, t.dst).unwrap_or(t.payload),
+                    None => t.payload,
+                };
                 self.seq += 1;
                 self.queue.push(Reverse((
                     self.now + delay,
-                    Pending::Deliver(self.seq, i, to, t.payload),
+                    Pending::Deliver(self.seq, i, to, payload),
                 )));
             }
         }
