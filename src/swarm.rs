@@ -21,6 +21,9 @@ pub struct SwarmConfig {
     pub engine: Config,
     /// Seed of node i is `seed + i`.
     pub seed: u64,
+    /// Threads that run the nodes, each a single-threaded runtime holding every
+    /// `shards`-th node (0: run them on the caller's runtime). Default: one per core.
+    pub shards: usize,
 }
 
 impl SwarmConfig {
@@ -31,6 +34,7 @@ impl SwarmConfig {
             port: 0,
             engine: Config::default(),
             seed: 1,
+            shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
@@ -141,6 +145,47 @@ pub struct Swarm {
     /// What each node's table has room for (brute force, computed once).
     rooms: Vec<usize>,
     started: Instant,
+    /// Held so that the shard threads run as long as the swarm.
+    _shards: Vec<Shard>,
+}
+
+/// A thread running a single-threaded runtime that holds some of the swarm's nodes. A
+/// node's wake-ups, datagrams and timers then stay on one thread: no work stealing and no
+/// cross-thread wake-up between the nodes of a shard (on a 1,000-node swarm this cut the
+/// CPU time per datagram and the latency of concurrent lookups).
+#[derive(Debug)]
+struct Shard {
+    handle: tokio::runtime::Handle,
+    /// Dropped (with the swarm) to let the thread end once its nodes have stopped.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Shard {
+    fn start(i: usize) -> Result<Shard, std::io::Error> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = rt.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name(format!("swarm-shard-{i}"))
+            .spawn(move || {
+                rt.block_on(async move {
+                    let _ = stopped.await;
+                    // Nodes whose every handle is gone save their state and end; give them
+                    // a moment before the runtime (and any node still held) is dropped.
+                    let metrics = tokio::runtime::Handle::current().metrics();
+                    let deadline = Instant::now() + Duration::from_secs(5);
+                    while metrics.num_alive_tasks() > 0 && Instant::now() < deadline {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                });
+            })?;
+        Ok(Shard {
+            handle,
+            _stop: stop,
+        })
+    }
 }
 
 /// How many contacts `own` has room for when every address in `all` is live: the size of a
@@ -160,6 +205,10 @@ impl Swarm {
     pub async fn start(cfg: SwarmConfig) -> Result<Swarm, StartError> {
         let mut nodes = Vec::with_capacity(cfg.nodes);
         let mut addrs = Vec::with_capacity(cfg.nodes);
+        let shards = (0..cfg.shards)
+            .map(Shard::start)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StartError::Bind(node_addr(0, cfg.port), e))?;
         for i in 0..cfg.nodes {
             let mut nc = NodeConfig::new(node_addr(i, cfg.port));
             nc.engine = cfg.engine.clone();
@@ -168,7 +217,16 @@ impl Swarm {
             if let Some(seed) = addrs.first() {
                 nc.bootstrap = vec![*seed];
             }
-            let node = Node::start(nc).await?;
+            let node = match shards.get(i % shards.len().max(1)) {
+                Some(shard) => match shard.handle.spawn(Node::start(nc)).await {
+                    Ok(started) => started?,
+                    Err(e) => {
+                        let e = std::io::Error::other(format!("node task failed: {e}"));
+                        return Err(StartError::Bind(node_addr(i, cfg.port), e));
+                    }
+                },
+                None => Node::start(nc).await?,
+            };
             addrs.push(node.local_addr());
             nodes.push(node);
         }
@@ -181,6 +239,7 @@ impl Swarm {
             addrs,
             rooms,
             started: Instant::now(),
+            _shards: shards,
         })
     }
 

@@ -90,13 +90,12 @@ fn main() -> ExitCode {
         .unwrap_or_default();
     init_logging();
     // One node is one task: a single-threaded runtime serves it without waking an idle
-    // second worker on every datagram. The swarm (many nodes) uses every core.
-    let mut builder = if matches!(cli.cmd, Cmd::Swarm(_)) {
-        tokio::runtime::Builder::new_multi_thread()
-    } else {
-        tokio::runtime::Builder::new_current_thread()
-    };
-    let rt = match builder.enable_all().build() {
+    // second worker on every datagram. The swarm runs its nodes on threads of its own (one
+    // single-threaded runtime per core); this runtime only drives the phases.
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("telekad: error: cannot start the async runtime: {e}");
