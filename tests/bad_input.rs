@@ -749,3 +749,131 @@ fn engine_survives_100k_arbitrary_datagrams() {
     }
     assert!(replied, "engine no longer answers");
 }
+
+/// Found by `fuzz/` (engine_packets): a request "from" a multicast, broadcast, unspecified or
+/// port-0 address was answered, so a spoofer could make a node send its cookie, a peer list
+/// and a `YourAddressIs` to a whole multicast group (224.0.0.1 is every host on the link);
+/// and an announcement from port 0 of an IP holding our cookie (cookies cover every port)
+/// was recorded and listed to others as a holder nobody can reach. Nothing is sent to such
+/// an address now, and no such holder is recorded.
+#[test]
+fn unroutable_sources_get_no_answer_and_record_nothing() {
+    let local = node_addr(0, 24254);
+    let mut e = Engine::new(Config::default(), local, 5, Time::ZERO);
+    let now = Time::from_millis(10);
+    let item = hex::encode([7u8; 32]);
+    let request = format!(
+        r#"[{{"PleaseSendPeers":{{}}}},{{"WhereAreThey":{{"target":"{item}"}}}},{{"WhoHasSome":{{"id":"{item}"}}}},{{"PleaseListSupportedMessages":{{}}}},{{"PleaseReturnThisMessage":{{"cookie":"x"}}}}]"#
+    );
+    for src in [
+        "224.0.0.1:24254",
+        "239.255.255.250:1900",
+        "255.255.255.255:24254",
+        "0.0.0.0:24254",
+        "0.0.0.0:0",
+        "127.5.5.5:0",
+        "[::]:24254",
+        "[ff02::1]:24254",
+        "[::ffff:224.0.0.1]:24254",
+    ] {
+        let src: SocketAddr = src.parse().unwrap();
+        e.handle_packet(now, src, request.as_bytes());
+        while let Some(t) = e.poll_transmit() {
+            assert!(
+                telekad::addr::is_routable_peer(t.dst),
+                "answered {src} with a datagram to {}",
+                t.dst
+            );
+        }
+    }
+    // A real port of 127.5.5.5 gets an answer, and with it our cookie for that IP.
+    let real: SocketAddr = "127.5.5.5:24254".parse().unwrap();
+    e.handle_packet(now, real, br#"[{"PleaseSendPeers":{}}]"#);
+    let reply = e.poll_transmit().expect("a real address is answered");
+    assert_eq!(reply.dst, real);
+    let items: Vec<Value> = serde_json::from_slice(&reply.payload).unwrap();
+    let cookie = items[0]["PleaseAlwaysReturnThisMessage"].to_string();
+    let announce = format!(r#"[{{"IHaveSome":{{"id":"{item}"}}}},{{"AlwaysReturned":{cookie}}}]"#);
+    // The cookie is good for every port of the IP, port 0 too: still not recorded.
+    e.handle_packet(now, "127.5.5.5:0".parse().unwrap(), announce.as_bytes());
+    assert_eq!(e.records_held(), 0);
+    assert_eq!(e.stats().announcements_refused, 1);
+    e.handle_packet(now, real, announce.as_bytes());
+    assert_eq!(e.records_held(), 1, "{:?}", e.stats());
+}
+
+/// Found by `fuzz/` (engine_packets): while a download was greeting a holder (asking for its
+/// cookie before the first block), `poll_timeout` still named the download's stall time,
+/// which `handle_timeout` does not act on while a greeting runs. Once that time had passed
+/// (the walk ended early, or the driver slept), every wake-up was due at once: the driver
+/// spun at full speed until the greeting ended.
+#[test]
+fn a_download_greeting_a_holder_does_not_make_the_driver_spin() {
+    let mut e = Engine::new(Config::default(), node_addr(0, 24254), 9, Time::ZERO);
+    let id = telekad::id::NodeId::hash(b"wanted");
+    let holders = [node_addr(1, 24254), node_addr(2, 24254)];
+    let sink = Box::new(telekad::engine::MemorySink::default());
+    e.start_download(Time::ZERO, id, sink, None, &holders)
+        .unwrap();
+    while e.poll_transmit().is_some() {}
+    // The driver was asleep (a suspended laptop) well past the stall time.
+    let mut now = Time::from_millis(93_000);
+    for _ in 0..20 {
+        e.handle_timeout(now);
+        while e.poll_transmit().is_some() {}
+        let next = e.poll_timeout().expect("always a wake-up");
+        assert!(
+            next > now,
+            "woken at {now:?}, asked to wake again at {next:?}"
+        );
+        now = next;
+    }
+}
+
+/// Found by `fuzz/` (engine_packets): a download sized its per-block bookkeeping by the
+/// first `eof` a holder named, so one `Content` with `"eof":18446744073709551615` from any
+/// holder (any node the holder walk asked, too) made the downloading node allocate
+/// petabytes and abort. A holder naming a length past the largest item a download takes
+/// is dropped now, as one whose length contradicts the others'.
+#[test]
+fn a_holder_naming_an_absurd_length_is_dropped_not_believed() {
+    let mut e = Engine::new(Config::default(), node_addr(0, 24254), 11, Time::ZERO);
+    let holder = node_addr(1, 24254);
+    let now = Time::from_millis(5);
+    // The holder gave us its cookie, so it is asked for blocks at once.
+    e.handle_packet(
+        now,
+        holder,
+        br#"[{"PleaseAlwaysReturnThisMessage":{"cookie":"b941170a"}},{"ChatMessage":{}}]"#,
+    );
+    let id = telekad::id::NodeId::hash(b"wanted");
+    let sink = Box::new(telekad::engine::MemorySink::default());
+    e.start_download(now, id, sink, None, &[holder]).unwrap();
+    let mut asked = false;
+    while let Some(t) = e.poll_transmit() {
+        asked |=
+            t.dst == holder && String::from_utf8_lossy(&t.payload).contains("PleaseSendContent");
+    }
+    assert!(asked, "the holder was asked for a block");
+    for eof in [u64::MAX, (1 << 34) + 1] {
+        let block = format!(
+            r#"[{{"Content":{{"id":"{}","offset":0,"base64":"aGk=","eof":{eof}}}}}]"#,
+            id.to_hex()
+        );
+        e.handle_packet(now, holder, block.as_bytes());
+    }
+    assert_eq!(e.stats().bad_holders, 1);
+    // Its only holder dropped, the download fails (as it would for a real item that long).
+    let mut ended = None;
+    while let Some(ev) = e.poll_event() {
+        if let telekad::engine::Event::DownloadFinished { outcome, .. } = ev {
+            ended = Some(outcome);
+        }
+    }
+    assert_eq!(
+        ended,
+        Some(Err(telekad::engine::DownloadError::HoldersSilent {
+            received: 0
+        }))
+    );
+}

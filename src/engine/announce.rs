@@ -121,6 +121,12 @@ impl Engine {
             self.stats.announcements_unverified += 1;
             return;
         }
+        // The cookie covers every port of an IP: port 0 would pass it, and be listed to
+        // others as a holder nobody can reach.
+        if !crate::addr::is_routable_peer(src) {
+            self.stats.announcements_refused += 1;
+            return;
+        }
         match self.records.announce(id, src, note, now) {
             Ok(()) => self.stats.announcements_stored += 1,
             Err(Refused::IpQuota) | Err(Refused::NoteTooLong) => {

@@ -201,6 +201,11 @@ const HASH_STEP: u64 = 4096;
 const MAX_PROBED: usize = 512;
 /// A download with no block accepted for this long, and no search running, fails.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest item a download takes (16 GiB). A download keeps some 33 bytes per block from
+/// the moment a holder names the length (`eof`): 4 Mi blocks here, about 135 MB. A holder
+/// naming a longer one (up to 2^64 - 1, petabytes of state) is not believed: it is dropped,
+/// as one whose length contradicts the others'.
+const MAX_CONTENT_LEN: u64 = 1 << 34;
 
 #[derive(Debug)]
 pub(super) struct Fetch {
@@ -274,8 +279,9 @@ impl Engine {
             return Err(DownloadError::AlreadyRunning);
         }
         let dl = match resume {
-            Some((len, have)) => Download::resume(id, len, &have),
-            None => Download::new(id),
+            // A record naming an impossible length (a damaged file) is no record.
+            Some((len, have)) if len <= MAX_CONTENT_LEN => Download::resume(id, len, &have),
+            _ => Download::new(id),
         };
         let walk = self.start(now, id, LookupKind::Fetch);
         self.stats.downloads_started += 1;
@@ -352,7 +358,11 @@ impl Engine {
         self.downloads
             .values()
             .flat_map(|f| {
-                let stall = f.walk.is_none().then(|| f.last_progress + STALL_TIMEOUT);
+                // Only when `check_stalled` would act on it: while a holder is being greeted
+                // the stall is not checked, and a stall time already past would have the
+                // driver call again at once, over and over, until the greeting ends.
+                let stall = (f.walk.is_none() && f.greeting.is_empty() && !f.dl.is_complete())
+                    .then(|| f.last_progress + STALL_TIMEOUT);
                 [f.dl.next_timeout(), f.hash_due, stall]
             })
             .flatten()
@@ -448,7 +458,14 @@ impl Engine {
             }
         }
         let len_before = f.dl.len();
-        let outcome = f.dl.on_block(src, offset, data.len() as u64, eof, now);
+        let outcome = if eof <= MAX_CONTENT_LEN {
+            f.dl.on_block(src, offset, data.len() as u64, eof, now)
+        } else if f.dl.dropped_holders().contains(&src) {
+            BlockOutcome::Ignored
+        } else {
+            f.dl.bad_holder(src);
+            BlockOutcome::Inconsistent
+        };
         if len_before.is_some() && f.dl.len() != len_before {
             // The resume record had the wrong length: everything starts over.
             f.hasher = Sha256::new();

@@ -87,6 +87,12 @@ impl Engine {
     }
 
     pub(super) fn transmit(&mut self, dst: SocketAddr, w: PacketWriter) {
+        // Nobody is at port 0 or an unspecified, multicast or broadcast address: a datagram
+        // "from" one is spoofed, and an answer would go nowhere, or to a whole multicast
+        // group (224.0.0.1 is every host on the link), with our address in it.
+        if !crate::addr::is_routable_peer(dst) {
+            return;
+        }
         if let Some(payload) = w.finish() {
             self.stats.datagrams_out += 1;
             self.stats.bytes_out += payload.len() as u64;

@@ -72,9 +72,10 @@ pub fn check_bind(addr: SocketAddr, public: bool) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "--http {addr} is not a loopback address: the HTTP API has no authentication and \
-             can make the node announce and download; bind 127.0.0.1 (or [::1]), or add \
-             --http-public to expose it on purpose"
+            "HTTP address {addr} (--http, or http in the config file) is not a loopback \
+             address: the HTTP API has no authentication and can make the node announce and \
+             download; bind 127.0.0.1 (or [::1]), or add --http-public (http_public = true) to \
+             expose it on purpose"
         ))
     }
 }
