@@ -82,8 +82,14 @@ mod tests {
         };
         std::hint::black_box(x);
         let wall = t.elapsed();
-        assert!(used >= Duration::from_millis(100), "{used:?} of CPU in {wall:?}");
+        assert!(
+            used >= Duration::from_millis(100),
+            "{used:?} of CPU in {wall:?}"
+        );
         // Other test threads of this process may run too: allow the machine's two cores.
-        assert!(used <= wall * 4 + Duration::from_millis(50), "{used:?} in {wall:?}");
+        assert!(
+            used <= wall * 4 + Duration::from_millis(50),
+            "{used:?} in {wall:?}"
+        );
     }
 }

@@ -803,12 +803,30 @@ fn defaults() {
         ("max_lookups", c.max_lookups as u64),
         ("first_contact_padding", c.first_contact_padding as u64),
         ("address_quorum", c.address_quorum as u64),
-        ("rate_limit.per_ip.rate", u64::from(c.rate_limit.per_ip.rate)),
-        ("rate_limit.per_ip.burst", u64::from(c.rate_limit.per_ip.burst)),
-        ("rate_limit.global.rate", u64::from(c.rate_limit.global.rate)),
-        ("rate_limit.global.burst", u64::from(c.rate_limit.global.burst)),
-        ("rate_limit.blocks_per_ip.rate", u64::from(c.rate_limit.blocks_per_ip.rate)),
-        ("rate_limit.blocks_per_ip.burst", u64::from(c.rate_limit.blocks_per_ip.burst)),
+        (
+            "rate_limit.per_ip.rate",
+            u64::from(c.rate_limit.per_ip.rate),
+        ),
+        (
+            "rate_limit.per_ip.burst",
+            u64::from(c.rate_limit.per_ip.burst),
+        ),
+        (
+            "rate_limit.global.rate",
+            u64::from(c.rate_limit.global.rate),
+        ),
+        (
+            "rate_limit.global.burst",
+            u64::from(c.rate_limit.global.burst),
+        ),
+        (
+            "rate_limit.blocks_per_ip.rate",
+            u64::from(c.rate_limit.blocks_per_ip.rate),
+        ),
+        (
+            "rate_limit.blocks_per_ip.burst",
+            u64::from(c.rate_limit.blocks_per_ip.burst),
+        ),
         ("rate_limit.max_sources", c.rate_limit.max_sources as u64),
     ];
     let want = obj(&v["config"]);
