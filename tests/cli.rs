@@ -8,56 +8,16 @@
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use telekad::id::NodeId;
 use telekad::swarm::{Swarm, SwarmConfig};
 
+mod common;
+use common::TempDir;
+
 const BIN: &str = env!("CARGO_BIN_EXE_telekad");
-
-/// A unique directory under the system temp dir, removed on drop (also when a test fails).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    /// A path that does not exist yet.
-    fn path_only(name: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let p =
-            std::env::temp_dir().join(format!("telekad-cli-{name}-{}-{nanos}", std::process::id()));
-        assert!(!p.exists(), "{} already exists", p.display());
-        TempDir(p)
-    }
-
-    /// An empty directory.
-    fn new(name: &str) -> TempDir {
-        let d = TempDir::path_only(name);
-        std::fs::create_dir_all(&d.0).expect("create temp dir");
-        d
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    fn arg(&self) -> &str {
-        self.0.to_str().expect("temp path is UTF-8")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if self.0.is_dir() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        } else {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
-}
 
 /// The binary with a predictable environment: default log filter, no colours.
 fn telekad(args: &[&str]) -> Command {

@@ -15,13 +15,16 @@
 //! `TELEKAD_CRASH_SEED=<u64>` replays another sequence of kill delays.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use telekad::persist::{self, STATE_FILE};
 use telekad::swarm::{Swarm, SwarmConfig};
+
+mod common;
+use common::TempDir;
 
 const BIN: &str = env!("CARGO_BIN_EXE_telekad");
 
@@ -31,38 +34,6 @@ const KILLS: usize = 50;
 const SAVE_EVERY_MS: u64 = 10;
 /// Kill delays after the start, uniform in this range (milliseconds).
 const KILL_AFTER_MS: (u64, u64) = (5, 250);
-
-/// A unique directory under the system temp dir, removed on drop (also when a test fails).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let p = std::env::temp_dir().join(format!(
-            "telekad-crash-{name}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&p).expect("create temp dir");
-        TempDir(p)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    fn arg(&self) -> &str {
-        self.0.to_str().expect("temp path is UTF-8")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// SplitMix64: a small seeded generator for the kill delays.
 struct SplitMix(u64);

@@ -8,13 +8,16 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use telekad::engine::BlockSink;
 use telekad::id::NodeId;
 use telekad::partial::{partial_path, progress_path, PartialFile};
+
+mod common;
+use common::TempDir;
 
 /// Bytes per block (one bit of the progress bitmap).
 const BLOCK: usize = 4096;
@@ -28,28 +31,6 @@ impl Drop for Procs {
             let _ = c.kill();
             let _ = c.wait();
         }
-    }
-}
-
-/// A per-test directory, removed at the end.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("telekad-get-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -119,7 +100,7 @@ fn seed(procs: &mut Procs, dir: &TempDir) -> SocketAddr {
             "--bind",
             "127.0.0.1:0",
             "--data-dir",
-            &s(&dir.path("seed")),
+            &s(&dir.join("seed")),
         ],
         "telekad node running",
     )
@@ -141,7 +122,7 @@ fn share(
             "--bind",
             "127.0.0.1:0",
             "--data-dir",
-            &s(&dir.path(name)),
+            &s(&dir.join(name)),
             "--bootstrap",
             &seed.to_string(),
         ],
@@ -198,7 +179,7 @@ fn run_limited(args: &[&str], cwd: &Path, limit: Duration) -> Run {
 
 /// `telekad get` with a private data directory and an ephemeral loopback port.
 fn get(dir: &TempDir, id: &str, out: &Path, extra: &[&str], limit: Duration) -> Run {
-    let data = s(&dir.path("getter-data"));
+    let data = s(&dir.join("getter-data"));
     let out = s(out);
     let mut args = vec![
         "get",
@@ -211,7 +192,7 @@ fn get(dir: &TempDir, id: &str, out: &Path, extra: &[&str], limit: Duration) -> 
         &data,
     ];
     args.extend_from_slice(extra);
-    run_limited(&args, &dir.0, limit)
+    run_limited(&args, dir.path(), limit)
 }
 
 /// Seeded pseudo-random bytes (splitmix64), so every run shares the same content.
@@ -235,7 +216,7 @@ fn id_of(data: &[u8]) -> NodeId {
 
 /// A seed and two sharers of `data`; returns the seed and the sharers' addresses.
 fn network(procs: &mut Procs, dir: &TempDir, data: &[u8]) -> (SocketAddr, Vec<SocketAddr>) {
-    let shared = dir.path("shared.bin");
+    let shared = dir.join("shared.bin");
     std::fs::write(&shared, data).unwrap();
     let seed = seed(procs, dir);
     let a = share(procs, dir, "sharer-a", &shared, seed);
@@ -286,7 +267,7 @@ fn get_fetches_and_verifies() {
     let mut procs = Procs(Vec::new());
     let data = content(3 << 20, 1);
     let (seed, sharers) = network(&mut procs, &dir, &data);
-    let out = dir.path("out.bin");
+    let out = dir.join("out.bin");
     let id = id_of(&data).to_hex();
     let r = get(
         &dir,
@@ -298,7 +279,7 @@ fn get_fetches_and_verifies() {
     let v = assert_downloaded(&r, &out, &data, &sharers);
     assert_eq!(v["resumed_blocks"].as_u64(), Some(0), "{v}");
     // Without --bootstrap, a --holder is enough (the fresh data directory has no table).
-    let out2 = dir.path("out2.bin");
+    let out2 = dir.join("out2.bin");
     let r = get(
         &dir,
         &id,
@@ -309,7 +290,7 @@ fn get_fetches_and_verifies() {
     assert_downloaded(&r, &out2, &data, &sharers);
     // A one-shot client never writes its data directory.
     assert!(
-        !dir.path("getter-data").exists(),
+        !dir.join("getter-data").exists(),
         "get created its --data-dir"
     );
     drop(procs);
@@ -359,7 +340,7 @@ fn resume_case(name: &str, data: &[u8], mark: impl Fn(usize) -> bool, bad: usize
     let dir = TempDir::new(name);
     let mut procs = Procs(Vec::new());
     let (seed, sharers) = network(&mut procs, &dir, data);
-    let out = dir.path("out.bin");
+    let out = dir.join("out.bin");
     let marked = leave_partial(&out, data, mark, bad);
     let r = get(
         &dir,
@@ -417,7 +398,7 @@ fn get_ignores_a_record_whose_partial_file_is_missing_or_short() {
     let blocks = data.len().div_ceil(BLOCK);
 
     // (a) The partial file is missing.
-    let out = dir.path("missing.bin");
+    let out = dir.join("missing.bin");
     let marked = leave_partial(&out, &data, |b| b % 3 == 0, 30);
     assert!(marked > 0);
     std::fs::remove_file(partial_path(&out)).unwrap();
@@ -428,7 +409,7 @@ fn get_ignores_a_record_whose_partial_file_is_missing_or_short() {
 
     // (b) The partial file is one byte short of the last marked block's end (the marked
     // blocks before it are all inside the file).
-    let out = dir.path("short.bin");
+    let out = dir.join("short.bin");
     let last = blocks / 2;
     let marked = leave_partial(&out, &data, |b| b <= last && b % 4 == last % 4, last);
     assert!(marked > 1);
@@ -453,7 +434,7 @@ fn wrong_len_case(name: &str, have: [bool; 2]) {
     let mut procs = Procs(Vec::new());
     let data = content(3 << 20, 5);
     let (seed, sharers) = network(&mut procs, &dir, &data);
-    let out = dir.path("out.bin");
+    let out = dir.join("out.bin");
     let wrong_len = 5000u64;
     let (mut sink, resume) = PartialFile::open(&out, id_of(&data)).unwrap();
     assert!(resume.is_none());
@@ -511,7 +492,7 @@ fn get_errors() {
     // (a) Not a content id: too short, and the right length but not hex.
     for bad in ["xyz".to_string(), "g".repeat(64), nobody[..63].to_string()] {
         let bad = bad.as_str();
-        let out = dir.path("a.bin");
+        let out = dir.join("a.bin");
         let r = get(&dir, bad, &out, &["--bootstrap", &seed], quick);
         fails(&r, bad);
         assert!(r.stderr.contains("not a content id"), "{bad}: {}", r.stderr);
@@ -519,7 +500,7 @@ fn get_errors() {
     }
 
     // (b) The output file exists already: refused, and left as it was.
-    let out = dir.path("exists.bin");
+    let out = dir.join("exists.bin");
     std::fs::write(&out, b"precious bytes").unwrap();
     let r = get(
         &dir,
@@ -534,7 +515,7 @@ fn get_errors() {
     assert!(!partial_path(&out).exists() && !progress_path(&out).exists());
 
     // (c) Nobody holds the id: fails once the holder walk is over (deadline 10 s).
-    let out = dir.path("nobody.bin");
+    let out = dir.join("nobody.bin");
     let r = get(
         &dir,
         &nobody,
@@ -557,8 +538,8 @@ fn get_errors() {
     );
 
     // (d) Nothing to start from: no --bootstrap, no --holder, a fresh data directory.
-    let fresh = dir.path("fresh-data");
-    let out = dir.path("d.bin");
+    let fresh = dir.join("fresh-data");
+    let out = dir.join("d.bin");
     let r = run_limited(
         &[
             "get",
@@ -570,7 +551,7 @@ fn get_errors() {
             "--data-dir",
             &s(&fresh),
         ],
-        &dir.0,
+        dir.path(),
         quick,
     );
     fails(&r, "no bootstrap");

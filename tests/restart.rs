@@ -10,33 +10,8 @@ use telekad::persist::STATE_FILE;
 use telekad::sim::node_addr;
 use telekad::swarm::{Swarm, SwarmConfig};
 
-/// A unique directory under the system temp dir, removed on drop (also when a test fails).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let p = std::env::temp_dir().join(format!(
-            "telekad-test-{name}-{}-{nanos}",
-            std::process::id()
-        ));
-        assert!(!p.exists());
-        TempDir(p)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod common;
+use common::TempDir;
 
 fn config(bind: SocketAddr, dir: &Path, seed: u64) -> NodeConfig {
     let mut nc = NodeConfig::new(bind);
