@@ -26,8 +26,11 @@ fn content(len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Each node on its own loopback IP, as holders and downloaders on a real network are (they
+/// share no per-IP request budget).
 async fn node(seed: u64) -> Node {
-    let mut cfg = NodeConfig::new("127.0.0.1:0".parse().expect("address"));
+    let ip = [127, 0, 62 + (seed / 100) as u8, (seed % 100) as u8 + 1];
+    let mut cfg = NodeConfig::new(SocketAddr::from((ip, 0)));
     cfg.loopback_only = true;
     cfg.seed = Some(seed);
     Node::start(cfg).await.expect("node starts")
