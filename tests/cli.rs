@@ -15,21 +15,9 @@ use telekad::id::NodeId;
 use telekad::swarm::{Swarm, SwarmConfig};
 
 mod common;
-use common::TempDir;
+use common::{telekad, TempDir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_telekad");
-
-/// The binary with a predictable environment: default log filter, no colours.
-fn telekad(args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args)
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c
-}
 
 struct Output {
     status: ExitStatus,

@@ -11,14 +11,12 @@
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::TempDir;
-
-const BIN: &str = env!("CARGO_BIN_EXE_telekad");
+use common::{telekad, TempDir};
 
 /// The example config file, as shipped.
 fn example() -> PathBuf {
@@ -27,17 +25,6 @@ fn example() -> PathBuf {
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("UTF-8 path")
-}
-
-fn telekad(args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args)
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c
 }
 
 /// A running `telekad` whose stdout lines arrive on a channel; killed on drop.

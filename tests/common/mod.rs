@@ -54,3 +54,17 @@ impl Drop for TempDir {
         }
     }
 }
+
+/// The `telekad` binary with a predictable environment (default log filter, no colours), no
+/// standard input, and its output captured.
+pub fn telekad(args: &[&str]) -> std::process::Command {
+    use std::process::{Command, Stdio};
+    let mut c = Command::new(env!("CARGO_BIN_EXE_telekad"));
+    c.args(args)
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
