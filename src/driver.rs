@@ -200,7 +200,7 @@ impl Node {
         }
         let id = engine.id();
         let (tx, rx) = mpsc::channel(256);
-        let driver = Driver {
+        let driver = Box::new(Driver {
             engine,
             socket,
             epoch,
@@ -210,7 +210,7 @@ impl Node {
             pings: HashMap::new(),
             downloads: HashMap::new(),
             log: None,
-        };
+        });
         let task = tokio::spawn(driver.run(rx));
         Ok(Node {
             tx,
@@ -415,7 +415,9 @@ impl Driver {
         tokio::time::Instant::from_std(self.epoch + Duration::from_micros(t.as_micros()))
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<Box<Command>>) {
+    /// The node's task. The driver is boxed: an `async fn` taking it by value would hold it
+    /// twice in its state (the argument and the moved-in local), 6.7 KB per node instead of 3.3.
+    async fn run(mut self: Box<Self>, mut rx: mpsc::Receiver<Box<Command>>) {
         let now = self.now();
         let boot = self.cfg.bootstrap.clone();
         self.engine.bootstrap(now, &boot);

@@ -13,7 +13,7 @@ use crate::download::ResumeFrom;
 use crate::download::{BlockOutcome, Download};
 use crate::id::NodeId;
 use crate::time::Time;
-use crate::wire::{Echo, Message, PacketWriter, BLOCK_SIZE, MAX_DATAGRAM};
+use crate::wire::{Message, PacketWriter, BLOCK_SIZE, MAX_DATAGRAM};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -380,7 +380,7 @@ impl Engine {
         let has_cookie = self
             .peers
             .get(&addr)
-            .is_some_and(|p| p.their_cookie.is_some());
+            .is_some_and(|p| p.has_their_cookie());
         if has_cookie {
             if let Some(f) = self.downloads.get_mut(&id) {
                 f.dl.add_holder(addr);
@@ -545,12 +545,7 @@ impl Engine {
                         length: r.length,
                     },
                 );
-                if let Some(c) = self
-                    .peers
-                    .get(&r.holder)
-                    .and_then(|p| p.their_cookie.as_ref())
-                {
-                    let c: Echo = c.to_echo();
+                if let Some(c) = self.peers.their_cookie(&r.holder) {
                     self.put(&mut w, &Message::AlwaysReturned(c));
                 }
                 self.transmit(r.holder, w);

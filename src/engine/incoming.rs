@@ -206,22 +206,22 @@ impl Engine {
         check: Option<CookieCheck>,
     ) -> bool {
         let info = self.peers.heard(src, now);
-        info.echoes_ours = check == Some(CookieCheck::Current);
+        info.set_echoes_ours(check == Some(CookieCheck::Current));
+        if msgs.iter().any(|m| {
+            matches!(
+                m,
+                Message::Peers {
+                    target: Some(_),
+                    ..
+                } | Message::YourAddressIs { .. }
+            )
+        }) {
+            info.set_telekad();
+        }
         let mut new_cookie = false;
         for m in msgs {
-            match m {
-                Message::PleaseAlwaysReturnThisMessage(e) => {
-                    let stored = super::peers::StoredCookie::from_echo(e);
-                    if info.their_cookie.as_ref() != Some(&stored) {
-                        info.their_cookie = Some(stored);
-                        new_cookie = true;
-                    }
-                }
-                Message::Peers {
-                    target: Some(_), ..
-                }
-                | Message::YourAddressIs { .. } => info.telekad = true,
-                _ => {}
+            if let Message::PleaseAlwaysReturnThisMessage(e) = m {
+                new_cookie |= self.peers.set_their_cookie(&src, e);
             }
         }
         new_cookie
@@ -420,8 +420,7 @@ impl Engine {
             let ours = Echo::cookie(&self.jar.issue(src.ip()));
             trimmed |= !self.put(&mut w, &Message::PleaseAlwaysReturnThisMessage(ours));
         }
-        if let Some(c) = self.peers.get(&src).and_then(|p| p.their_cookie.as_ref()) {
-            let c = c.to_echo();
+        if let Some(c) = self.peers.their_cookie(&src) {
             trimmed |= !self.put(&mut w, &Message::AlwaysReturned(c));
         }
         let nonced = !echoes.is_empty();
@@ -500,7 +499,7 @@ impl Engine {
         let with_their_cookie = self
             .peers
             .get(&src)
-            .is_some_and(|p| p.their_cookie.is_some());
+            .is_some_and(|p| p.has_their_cookie());
         self.requests.insert(
             nonce,
             Request {

@@ -5,64 +5,100 @@ use crate::wire::Echo;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
-/// A peer's cookie as it must be echoed. Nearly all are `{"cookie":"<short text>"}`
-/// (telekad: 16 hex digits, the reference node: 8), kept inline without an allocation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum StoredCookie {
-    /// The text of a `{"cookie":"..."}` body, up to 22 plain ASCII characters.
-    Inline { len: u8, text: [u8; 22] },
-    /// Any other body, verbatim.
-    Raw(Box<str>),
-}
+/// Longest cookie text kept inline in a book entry: telekad cookies are 16 hex digits, the
+/// reference node's 8 characters.
+const INLINE_COOKIE: usize = 16;
+/// `cookie_len` of an entry with no cookie.
+const NO_COOKIE: u8 = u8::MAX;
+/// `cookie_len` of an entry whose cookie body is kept verbatim in the book's side map.
+const RAW_COOKIE: u8 = u8::MAX - 1;
+const ECHOES_OURS: u8 = 1;
+const TELEKAD: u8 = 2;
 
-impl StoredCookie {
-    pub fn from_echo(e: &Echo) -> StoredCookie {
-        let json = e.as_json();
-        if let Some(inner) = json
-            .strip_prefix("{\"cookie\":\"")
-            .and_then(|r| r.strip_suffix("\"}"))
-        {
-            let plain = inner
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
-            if plain && inner.len() <= 22 {
-                let mut text = [0u8; 22];
-                text[..inner.len()].copy_from_slice(inner.as_bytes());
-                return StoredCookie::Inline {
-                    len: inner.len() as u8,
-                    text,
-                };
-            }
-        }
-        StoredCookie::Raw(json.into())
-    }
-
-    pub fn to_echo(&self) -> Echo {
-        match self {
-            StoredCookie::Inline { len, text } => {
-                Echo::cookie(std::str::from_utf8(&text[..usize::from(*len)]).unwrap_or_default())
-            }
-            StoredCookie::Raw(raw) => Echo::raw(raw),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default)]
+/// What the book keeps per address, packed to 22 bytes with byte alignment: the cookie the
+/// peer asked us to return (`PleaseAlwaysReturnThisMessage`; the text of a plain
+/// `{"cookie":"..."}` of up to 16 characters inline, any other body in a side map), two flags
+/// and when it was last heard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PeerInfo {
-    /// The cookie this peer asked us to return (`PleaseAlwaysReturnThisMessage`).
-    pub their_cookie: Option<StoredCookie>,
+    cookie_len: u8,
+    cookie: [u8; INLINE_COOKIE],
+    flags: u8,
+    /// Engine time in tenths of a second when it was last heard (enough to tell the
+    /// stalest; wraps after 13 years), little-endian.
+    heard_ds: [u8; 4],
+}
+
+impl Default for PeerInfo {
+    fn default() -> PeerInfo {
+        PeerInfo {
+            cookie_len: NO_COOKIE,
+            cookie: [0; INLINE_COOKIE],
+            flags: 0,
+            heard_ds: [0; 4],
+        }
+    }
+}
+
+impl PeerInfo {
+    /// Whether it handed us a cookie to return.
+    pub fn has_their_cookie(&self) -> bool {
+        self.cookie_len != NO_COOKIE
+    }
+
     /// Whether its last packet carried our current cookie.
-    pub echoes_ours: bool,
+    pub fn echoes_ours(&self) -> bool {
+        self.flags & ECHOES_OURS != 0
+    }
+
+    /// Sets [`PeerInfo::echoes_ours`].
+    pub fn set_echoes_ours(&mut self, yes: bool) {
+        self.flags = if yes {
+            self.flags | ECHOES_OURS
+        } else {
+            self.flags & !ECHOES_OURS
+        };
+    }
+
     /// Whether it showed telekad extensions (so it needs no `PleaseSendPeers` beside a
     /// `WhereAreThey`).
-    pub telekad: bool,
-    /// Engine time in tenths of a second when it was last heard (enough to tell the
-    /// stalest; wraps after 13 years).
-    heard_ds: u32,
+    pub fn telekad(&self) -> bool {
+        self.flags & TELEKAD != 0
+    }
+
+    /// Marks it as a telekad node.
+    pub fn set_telekad(&mut self) {
+        self.flags |= TELEKAD;
+    }
+
+    fn heard_ds(&self) -> u32 {
+        u32::from_le_bytes(self.heard_ds)
+    }
+
+    /// The inline cookie text, if the cookie is kept inline.
+    fn inline_cookie(&self) -> Option<&str> {
+        let len = usize::from(self.cookie_len);
+        (len <= INLINE_COOKIE)
+            .then(|| std::str::from_utf8(&self.cookie[..len]).ok())
+            .flatten()
+    }
+}
+
+/// The text of a `{"cookie":"..."}` body if it can be kept inline: at most 16 plain ASCII
+/// characters, so that writing it back gives the same bytes.
+fn inline_text(e: &Echo) -> Option<&str> {
+    let inner = e
+        .as_json()
+        .strip_prefix("{\"cookie\":\"")
+        .and_then(|r| r.strip_suffix("\"}"))?;
+    let plain = inner
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+    (plain && inner.len() <= INLINE_COOKIE).then_some(inner)
 }
 
 /// A socket address packed into 18 bytes with byte alignment (an IPv4 address is kept in its
-/// IPv4-mapped IPv6 form), so that a book entry costs 56 bytes instead of 72.
+/// IPv4-mapped IPv6 form), so that a book entry costs 40 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct PackedAddr([u8; 18]);
 
@@ -85,6 +121,8 @@ impl PackedAddr {
 #[derive(Debug, Clone)]
 pub(crate) struct PeerBook {
     map: HashMap<PackedAddr, PeerInfo>,
+    /// Cookies too long or too unusual to keep inline (rare: other implementations).
+    raw_cookies: HashMap<PackedAddr, Box<str>>,
     cap: usize,
     /// Unanswered requests in a row and when the last one expired (tenths of a second).
     silent: HashMap<PackedAddr, (u8, u32)>,
@@ -107,6 +145,7 @@ impl PeerBook {
     pub fn new(cap: usize) -> PeerBook {
         PeerBook {
             map: HashMap::new(),
+            raw_cookies: HashMap::new(),
             cap: cap.max(16),
             silent: HashMap::new(),
         }
@@ -120,10 +159,49 @@ impl PeerBook {
         self.map.len()
     }
 
+    /// The cookie `addr` asked us to return, as it must be echoed.
+    pub fn their_cookie(&self, addr: &SocketAddr) -> Option<Echo> {
+        let key = PackedAddr::new(addr);
+        let info = self.map.get(&key)?;
+        match info.cookie_len {
+            NO_COOKIE => None,
+            RAW_COOKIE => self.raw_cookies.get(&key).map(|raw| Echo::raw(raw)),
+            _ => info.inline_cookie().map(Echo::cookie),
+        }
+    }
+
+    /// Stores the cookie `addr` asked us to return (its entry must exist: see
+    /// [`PeerBook::heard`]); returns whether it differs from the one stored.
+    pub fn set_their_cookie(&mut self, addr: &SocketAddr, e: &Echo) -> bool {
+        let key = PackedAddr::new(addr);
+        let Some(info) = self.map.get_mut(&key) else {
+            return false;
+        };
+        if let Some(text) = inline_text(e) {
+            if info.inline_cookie() == Some(text) {
+                return false;
+            }
+            info.cookie_len = text.len() as u8;
+            info.cookie = [0; INLINE_COOKIE];
+            info.cookie[..text.len()].copy_from_slice(text.as_bytes());
+            self.raw_cookies.remove(&key);
+            return true;
+        }
+        if info.cookie_len == RAW_COOKIE
+            && self.raw_cookies.get(&key).map(|r| &**r) == Some(e.as_json())
+        {
+            return false;
+        }
+        info.cookie_len = RAW_COOKIE;
+        self.raw_cookies.insert(key, e.as_json().into());
+        true
+    }
+
     /// Gives back memory a burst left reserved, and forgets silent addresses whose time ran
     /// out.
     pub fn shrink(&mut self, now: Time) {
         super::requests::shrink_map(&mut self.map);
+        super::requests::shrink_map(&mut self.raw_cookies);
         let now = deciseconds(now);
         self.silent
             .retain(|_, (_, at)| now.wrapping_sub(*at) < SILENT_FOR_DS);
@@ -168,7 +246,7 @@ impl PeerBook {
             self.prune();
         }
         let p = self.map.entry(key).or_default();
-        p.heard_ds = deciseconds(now);
+        p.heard_ds = deciseconds(now).to_le_bytes();
         p
     }
 
@@ -176,11 +254,14 @@ impl PeerBook {
     /// not depend on hash order).
     fn prune(&mut self) {
         let mut ages: Vec<(u32, PackedAddr)> =
-            self.map.iter().map(|(a, p)| (p.heard_ds, *a)).collect();
+            self.map.iter().map(|(a, p)| (p.heard_ds(), *a)).collect();
         let drop = (ages.len() / 8).max(1);
         ages.select_nth_unstable(drop - 1);
         for (_, a) in &ages[..drop] {
             self.map.remove(a);
+            if !self.raw_cookies.is_empty() {
+                self.raw_cookies.remove(a);
+            }
         }
         // Removals leave tombstones, and a table that runs out of room with more than half
         // its slots live doubles instead of cleaning up in place: rebuild it at its bound.
@@ -196,7 +277,7 @@ mod tests {
 
     #[test]
     fn entries_stay_compact() {
-        assert!(std::mem::size_of::<(PackedAddr, PeerInfo)>() <= 56);
+        assert_eq!(std::mem::size_of::<(PackedAddr, PeerInfo)>(), 40);
         let a: SocketAddr = "127.0.0.1:5".parse().unwrap();
         let b: SocketAddr = "[::1]:5".parse().unwrap();
         assert_ne!(PackedAddr::new(&a), PackedAddr::new(&b));
@@ -240,6 +321,10 @@ mod tests {
 
     #[test]
     fn cookies_round_trip_exactly() {
+        let a: SocketAddr = "127.0.0.1:5".parse().unwrap();
+        let mut book = PeerBook::new(16);
+        book.heard(a, Time::ZERO);
+        assert_eq!(book.their_cookie(&a), None);
         for body in [
             r#"{"cookie":"0123456789abcdef"}"#,
             r#"{"cookie":"b941170a"}"#,
@@ -247,13 +332,25 @@ mod tests {
             r#"["any",{"valid":"JSON"}]"#,
             r#"{"cookie":"with\"quote"}"#,
             r#"{"cookie": "spaced"}"#,
+            r#"{"cookie":""}"#,
         ] {
             let e = Echo::raw(body);
-            assert_eq!(StoredCookie::from_echo(&e).to_echo(), e, "{body}");
+            assert!(book.set_their_cookie(&a, &e), "{body} is new");
+            assert!(!book.set_their_cookie(&a, &e), "{body} again is not");
+            assert_eq!(book.their_cookie(&a), Some(e), "{body}");
         }
-        assert!(matches!(
-            StoredCookie::from_echo(&Echo::cookie("b941170a")),
-            StoredCookie::Inline { .. }
-        ));
+        // Plain short cookies stay inline; the side map is emptied when one replaces a raw one.
+        book.set_their_cookie(&a, &Echo::cookie("b941170a"));
+        assert!(book.raw_cookies.is_empty());
+        // A raw cookie goes with its entry when the entry is pruned.
+        book.set_their_cookie(&a, &Echo::raw("[1,2,3]"));
+        for port in 100..200u16 {
+            book.heard(
+                SocketAddr::new(a.ip(), port),
+                Time::from_millis(1_000 * (1 + u64::from(port))),
+            );
+        }
+        assert!(book.get(&a).is_none());
+        assert!(book.raw_cookies.is_empty());
     }
 }

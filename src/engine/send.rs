@@ -26,11 +26,8 @@ impl Engine {
         }
         let nonce: u64 = self.rng.random();
         let timeout = timeout_for(&self.table, self.rtt_all, &self.cfg, addr);
-        let info = self.peers.get(&addr);
-        let their = info
-            .and_then(|p| p.their_cookie.as_ref())
-            .map(|c| c.to_echo());
-        let echoes = info.is_some_and(|p| p.echoes_ours);
+        let their = self.peers.their_cookie(&addr);
+        let echoes = self.peers.get(&addr).is_some_and(|p| p.echoes_ours());
         let mut w = PacketWriter::new(MAX_DATAGRAM);
         for m in body {
             self.put(&mut w, m);
