@@ -415,7 +415,7 @@ async fn census(world: &Arc<Mutex<World>>) -> Census {
                 stale += s
                     .contacts
                     .iter()
-                    .filter(|c| !live.contains(&c.addr))
+                    .filter(|c| !live.contains(&c.addr()))
                     .count();
                 answered += 1;
             }

@@ -14,6 +14,58 @@ pub fn canonical(addr: SocketAddr) -> SocketAddr {
     }
 }
 
+/// A socket address packed into 18 bytes with byte alignment (an IPv4 address is kept in its
+/// IPv4-mapped IPv6 form; IPv6 flow info and scope id are not kept): 18 bytes instead of
+/// `SocketAddr`'s 32 in tables that hold many.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PackedAddr([u8; 18]);
+
+impl PackedAddr {
+    /// Packs `a`.
+    pub fn new(a: &SocketAddr) -> PackedAddr {
+        let ip = match a.ip() {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+            IpAddr::V6(v6) => v6,
+        };
+        let mut b = [0u8; 18];
+        b[..16].copy_from_slice(&ip.octets());
+        b[16..].copy_from_slice(&a.port().to_be_bytes());
+        PackedAddr(b)
+    }
+
+    fn is_v4(&self) -> bool {
+        self.0[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]
+    }
+
+    /// Whether both have the same IP.
+    pub fn same_ip(&self, other: &PackedAddr) -> bool {
+        self.0[..16] == other.0[..16]
+    }
+
+    /// Whether both are in the same [`subnet`] (/24 for IPv4, /48 for IPv6).
+    pub fn same_subnet(&self, other: &PackedAddr) -> bool {
+        if self.is_v4() {
+            self.0[..15] == other.0[..15]
+        } else {
+            !other.is_v4() && self.0[..6] == other.0[..6]
+        }
+    }
+
+    /// The address, in [`canonical`] form.
+    pub fn get(&self) -> SocketAddr {
+        let mut ip = [0u8; 16];
+        ip.copy_from_slice(&self.0[..16]);
+        let port = u16::from_be_bytes([self.0[16], self.0[17]]);
+        canonical(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(ip)), port))
+    }
+}
+
+impl std::fmt::Debug for PackedAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.get())
+    }
+}
+
 /// Writes the decimal digits of `n` at `buf[at..]`; returns the new end.
 fn put_decimal(buf: &mut [u8; 24], at: usize, mut n: u32) -> usize {
     let mut digits = [0u8; 10];

@@ -1,6 +1,6 @@
 //! The routing table: k-buckets by common-prefix length, diversity caps, replacement caches.
 
-use crate::addr::subnet;
+use crate::addr::PackedAddr;
 use crate::id::NodeId;
 use crate::time::Time;
 use std::net::SocketAddr;
@@ -9,10 +9,10 @@ use std::time::Duration;
 /// A verified contact: an address that answered us, and what we measured about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Contact {
-    /// The address that answered.
-    pub addr: SocketAddr,
-    /// SHA-256 of `addr`.
+    /// SHA-256 of its address.
     pub id: NodeId,
+    /// The address that answered (see [`Contact::addr`]), packed: a contact costs 72 bytes.
+    addr: PackedAddr,
     /// Smoothed round-trip time in microseconds, 0 until measured (see [`Contact::rtt`]).
     rtt_us: u32,
     /// When it last answered.
@@ -26,14 +26,20 @@ pub struct Contact {
 impl Contact {
     /// A contact first seen at `now`.
     pub fn new(addr: SocketAddr, now: Time) -> Contact {
+        let addr = crate::addr::canonical(addr);
         Contact {
-            addr,
+            addr: PackedAddr::new(&addr),
             id: NodeId::of_addr(addr),
             rtt_us: 0,
             last_seen: now,
             first_seen: now,
             failures: 0,
         }
+    }
+
+    /// The address that answered, in canonical form.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr.get()
     }
 
     /// Smoothed round-trip time, once measured.
@@ -79,7 +85,7 @@ impl Default for TableConfig {
     fn default() -> Self {
         TableConfig {
             k: 20,
-            replacements: 8,
+            replacements: 4,
             max_per_ip: 2,
             max_per_subnet: 8,
             max_failures: 3,
@@ -182,12 +188,13 @@ impl RoutingTable {
 
     /// The contact at `addr`, if present.
     pub fn get(&self, addr: SocketAddr) -> Option<&Contact> {
+        let key = PackedAddr::new(&addr);
         let idx = self.own.bucket_index(&NodeId::of_addr(addr))?;
         self.buckets
             .get(idx)?
             .entries
             .iter()
-            .find(|c| c.addr == addr)
+            .find(|c| c.addr == key)
     }
 
     /// Whether `addr` is in the table.
@@ -222,13 +229,11 @@ impl RoutingTable {
         if ip_cap == 0 && net_cap == 0 {
             return false;
         }
-        let ip = crate::addr::canonical(addr).ip();
-        let net = subnet(ip);
+        let key = PackedAddr::new(&crate::addr::canonical(addr));
         let (mut same_ip, mut same_net) = (0, 0);
         for c in self.contacts() {
-            let cip = c.addr.ip();
-            same_ip += usize::from(cip == ip);
-            same_net += usize::from(subnet(cip) == net);
+            same_ip += usize::from(c.addr.same_ip(&key));
+            same_net += usize::from(c.addr.same_subnet(&key));
         }
         (ip_cap > 0 && same_ip >= ip_cap) || (net_cap > 0 && same_net >= net_cap)
     }
@@ -236,6 +241,7 @@ impl RoutingTable {
     /// Records that `addr` answered us at `now` (with an RTT sample if one was measured).
     pub fn seen(&mut self, addr: SocketAddr, now: Time, rtt: Option<Duration>) -> Seen {
         let addr = crate::addr::canonical(addr);
+        let key = PackedAddr::new(&addr);
         let id = NodeId::of_addr(addr);
         let Some(idx) = self.own.bucket_index(&id) else {
             return Seen::Own;
@@ -243,7 +249,7 @@ impl RoutingTable {
         let k = self.cfg.k;
         let spares_max = self.cfg.replacements;
         let bucket = self.slot(idx);
-        if let Some(pos) = bucket.entries.iter().position(|c| c.addr == addr) {
+        if let Some(pos) = bucket.entries.iter().position(|c| c.addr == key) {
             let mut c = bucket.entries.remove(pos);
             c.observe(now, rtt);
             bucket.entries.push(c);
@@ -253,7 +259,7 @@ impl RoutingTable {
         let spare = bucket
             .spares
             .iter()
-            .position(|c| c.addr == addr)
+            .position(|c| c.addr == key)
             .map(|p| bucket.spares.remove(p));
         let full = bucket.entries.len() >= k;
         if !full && self.capped(addr) {
@@ -270,7 +276,7 @@ impl RoutingTable {
                 push_bounded(&mut bucket.spares, c, spares_max);
             }
             return Seen::Full {
-                lrs: bucket.entries[0].addr,
+                lrs: bucket.entries[0].addr(),
             };
         }
         push_bounded(&mut bucket.entries, c, k);
@@ -284,6 +290,7 @@ impl RoutingTable {
     /// Returns whether it left the table.
     pub fn failed(&mut self, addr: SocketAddr) -> bool {
         let addr = crate::addr::canonical(addr);
+        let key = PackedAddr::new(&addr);
         let Some(idx) = self.own.bucket_index(&NodeId::of_addr(addr)) else {
             return false;
         };
@@ -291,7 +298,7 @@ impl RoutingTable {
         let Some(bucket) = self.buckets.get_mut(idx) else {
             return false;
         };
-        let Some(pos) = bucket.entries.iter().position(|c| c.addr == addr) else {
+        let Some(pos) = bucket.entries.iter().position(|c| c.addr == key) else {
             return false;
         };
         let c = &mut bucket.entries[pos];
@@ -311,7 +318,7 @@ impl RoutingTable {
         let Some(bucket) = self.buckets.get(idx) else {
             return;
         };
-        let pick = bucket.spares.iter().rposition(|s| !self.capped(s.addr));
+        let pick = bucket.spares.iter().rposition(|s| !self.capped(s.addr()));
         if let Some(p) = pick {
             let bucket = &mut self.buckets[idx];
             let c = bucket.spares.remove(p);
@@ -329,14 +336,15 @@ impl RoutingTable {
     /// Removes `addr` (and any spare at that address). Returns whether it was a contact.
     pub fn remove(&mut self, addr: SocketAddr) -> bool {
         let addr = crate::addr::canonical(addr);
+        let key = PackedAddr::new(&addr);
         let Some(idx) = self.own.bucket_index(&NodeId::of_addr(addr)) else {
             return false;
         };
         let Some(bucket) = self.buckets.get_mut(idx) else {
             return false;
         };
-        bucket.spares.retain(|c| c.addr != addr);
-        let Some(pos) = bucket.entries.iter().position(|c| c.addr == addr) else {
+        bucket.spares.retain(|c| c.addr != key);
+        let Some(pos) = bucket.entries.iter().position(|c| c.addr == key) else {
             return false;
         };
         bucket.entries.remove(pos);
@@ -419,8 +427,54 @@ impl RoutingTable {
             .collect();
         *self = RoutingTable::new(own, self.cfg.clone());
         for c in old {
-            let (addr, seen, rtt) = (c.addr, c.last_seen, c.rtt());
-            self.seen(addr, seen, rtt);
+            self.seen(c.addr(), c.last_seen, c.rtt());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contacts_stay_compact() {
+        assert!(std::mem::size_of::<Contact>() <= 72);
+        for a in ["127.0.0.1:5", "[2001:db8::1]:65535", "[::ffff:10.0.0.1]:7"] {
+            let a: SocketAddr = a.parse().unwrap();
+            let c = Contact::new(a, Time::ZERO);
+            assert_eq!(c.addr(), crate::addr::canonical(a));
+            assert_eq!(c.id, NodeId::of_addr(c.addr()));
+        }
+    }
+
+    #[test]
+    fn packed_comparisons_agree_with_subnet() {
+        use crate::addr::subnet;
+        let addrs: Vec<SocketAddr> = [
+            "127.0.0.1:1",
+            "127.0.0.2:1",
+            "127.0.1.1:1",
+            "10.0.0.1:1",
+            "[::1]:1",
+            "[::2]:1",
+            "[2001:db8::1]:1",
+            "[2001:db8:0:1::1]:1",
+            "[2001:db8:1::1]:1",
+            "[::ffff:127.0.0.9]:1",
+        ]
+        .iter()
+        .map(|a| crate::addr::canonical(a.parse().unwrap()))
+        .collect();
+        for a in &addrs {
+            for b in &addrs {
+                let (pa, pb) = (PackedAddr::new(a), PackedAddr::new(b));
+                assert_eq!(pa.same_ip(&pb), a.ip() == b.ip(), "{a} {b}");
+                assert_eq!(
+                    pa.same_subnet(&pb),
+                    subnet(a.ip()) == subnet(b.ip()),
+                    "{a} {b}"
+                );
+            }
         }
     }
 }

@@ -702,7 +702,7 @@ fn engine_survives_100k_arbitrary_datagrams() {
     let tc = &cfg.table;
     let mut per_ip: HashMap<IpAddr, usize> = HashMap::new();
     for c in e.table().contacts() {
-        *per_ip.entry(c.addr.ip()).or_default() += 1;
+        *per_ip.entry(c.addr().ip()).or_default() += 1;
     }
     assert!(per_ip.values().all(|n| *n <= tc.max_per_ip));
     for idx in 0..e.table().depth() {

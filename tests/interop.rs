@@ -322,7 +322,7 @@ async fn plain_peer_gets_peers_from_telekad() {
     // The full answer: the 20 contacts of node 0 closest to the plain peer's ID.
     let status = swarm.nodes()[0].status().await.unwrap();
     let target = id_of(me);
-    let mut table: Vec<SocketAddr> = status.contacts.iter().map(|c| c.addr).collect();
+    let mut table: Vec<SocketAddr> = status.contacts.iter().map(|c| c.addr()).collect();
     assert_eq!(table.len(), N - 1);
     table.sort_by_key(|a| xor(&id_of(*a), &target));
     let full: Vec<SocketAddr> = table.into_iter().take(20).collect();
@@ -406,7 +406,7 @@ async fn telekad_learns_peers_from_plain_peer() {
     let mut have: HashSet<SocketAddr>;
     loop {
         let s = node.status().await.unwrap();
-        have = s.contacts.iter().map(|c| c.addr).collect();
+        have = s.contacts.iter().map(|c| c.addr()).collect();
         if have.is_superset(&want) || Instant::now() >= end {
             break;
         }

@@ -56,7 +56,7 @@ fn drive(
     let seeds: Vec<SocketAddr> = net.tables[&from]
         .closest(&target, cfg.k)
         .iter()
-        .map(|c| c.addr)
+        .map(|c| c.addr())
         .collect();
     let alpha = cfg.alpha;
     let mut now = Time::ZERO;
@@ -96,7 +96,7 @@ fn drive(
             let peers: Vec<SocketAddr> = net.tables[&a]
                 .closest(&target, 21)
                 .iter()
-                .map(|c| c.addr)
+                .map(|c| c.addr())
                 .filter(|x| *x != a && *x != from)
                 .take(20)
                 .collect();

@@ -27,7 +27,7 @@ async fn contacts(node: &Node) -> HashSet<SocketAddr> {
         .expect("node running")
         .contacts
         .iter()
-        .map(|c| c.addr)
+        .map(|c| c.addr())
         .collect()
 }
 

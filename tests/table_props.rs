@@ -66,14 +66,14 @@ fn check_invariants(t: &RoutingTable, cfg: &TableConfig) {
             );
         }
         for c in b {
-            assert_eq!(c.id, NodeId::of_addr(c.addr));
+            assert_eq!(c.id, NodeId::of_addr(c.addr()));
             assert_eq!(
                 own.bucket_index(&c.id),
                 Some(idx),
                 "contact in wrong bucket"
             );
-            *per_ip.entry(c.addr.ip()).or_default() += 1;
-            *per_net.entry(subnet(c.addr.ip())).or_default() += 1;
+            *per_ip.entry(c.addr().ip()).or_default() += 1;
+            *per_net.entry(subnet(c.addr().ip())).or_default() += 1;
             count += 1;
         }
     }
@@ -94,7 +94,7 @@ fn run_ops(ops: &[Op], addrs: &[SocketAddr], own: SocketAddr, cfg: TableConfig) 
     let mut unresponsive: HashSet<SocketAddr> = HashSet::new();
     for (step, op) in ops.iter().enumerate() {
         let now = Time::from_millis(step as u64);
-        let before: HashSet<SocketAddr> = t.contacts().map(|c| c.addr).collect();
+        let before: HashSet<SocketAddr> = t.contacts().map(|c| c.addr()).collect();
         match op {
             Op::Seen(i) => {
                 let a = addrs[*i];
@@ -106,7 +106,7 @@ fn run_ops(ops: &[Op], addrs: &[SocketAddr], own: SocketAddr, cfg: TableConfig) 
                     assert_eq!(outcome, Seen::Refreshed);
                     let b = t.bucket(t.own_id().bucket_index(&NodeId::of_addr(a)).unwrap());
                     assert_eq!(
-                        b.last().map(|c| c.addr),
+                        b.last().map(|c| c.addr()),
                         Some(a),
                         "refreshed contact not MRS"
                     );
@@ -116,7 +116,7 @@ fn run_ops(ops: &[Op], addrs: &[SocketAddr], own: SocketAddr, cfg: TableConfig) 
                     assert!(matches!(outcome, Seen::Full { .. } | Seen::Capped));
                     if let Seen::Full { lrs } = outcome {
                         let idx = t.own_id().bucket_index(&NodeId::of_addr(a)).unwrap();
-                        assert_eq!(t.bucket(idx).first().map(|c| c.addr), Some(lrs));
+                        assert_eq!(t.bucket(idx).first().map(|c| c.addr()), Some(lrs));
                     }
                 }
                 assert_eq!(t.contains(a), was_in || room);
@@ -130,17 +130,18 @@ fn run_ops(ops: &[Op], addrs: &[SocketAddr], own: SocketAddr, cfg: TableConfig) 
             }
             Op::Closest(target, n) => {
                 let target = NodeId(*target);
-                let got: Vec<SocketAddr> = t.closest(&target, *n).iter().map(|c| c.addr).collect();
+                let got: Vec<SocketAddr> =
+                    t.closest(&target, *n).iter().map(|c| c.addr()).collect();
                 let mut all: Vec<(telekad::id::Distance, SocketAddr)> = t
                     .contacts()
-                    .map(|c| (c.id.distance(&target), c.addr))
+                    .map(|c| (c.id.distance(&target), c.addr()))
                     .collect();
                 all.sort();
                 let want: Vec<SocketAddr> = all.into_iter().take(*n).map(|(_, a)| a).collect();
                 assert_eq!(got, want, "closest() differs from brute force");
             }
         }
-        let after: HashSet<SocketAddr> = t.contacts().map(|c| c.addr).collect();
+        let after: HashSet<SocketAddr> = t.contacts().map(|c| c.addr()).collect();
         for gone in before.difference(&after) {
             assert!(
                 unresponsive.contains(gone),
@@ -190,7 +191,7 @@ fn closest_equals_brute_force_on_a_large_table() {
         "table should hold a few hundred contacts, has {}",
         t.len()
     );
-    let contacts: Vec<(NodeId, SocketAddr)> = t.contacts().map(|c| (c.id, c.addr)).collect();
+    let contacts: Vec<(NodeId, SocketAddr)> = t.contacts().map(|c| (c.id, c.addr())).collect();
     let mut targets: Vec<NodeId> = (0..500u32)
         .map(|i| NodeId::hash(&i.to_le_bytes()))
         .collect();
@@ -198,7 +199,7 @@ fn closest_equals_brute_force_on_a_large_table() {
     targets.extend(contacts.iter().take(20).map(|(id, _)| *id));
     for target in targets {
         for n in [1, 3, 20, 50] {
-            let got: Vec<SocketAddr> = t.closest(&target, n).iter().map(|c| c.addr).collect();
+            let got: Vec<SocketAddr> = t.closest(&target, n).iter().map(|c| c.addr()).collect();
             let mut all: Vec<_> = contacts
                 .iter()
                 .map(|(id, a)| (id.distance(&target), *a))
@@ -247,6 +248,6 @@ fn ping_before_evict() {
     );
     // in_b0[1] fails: it is replaced by the freshest spare, in_b0[3].
     assert!(t.failed(in_b0[1]));
-    let b: Vec<SocketAddr> = t.bucket(0).iter().map(|c| c.addr).collect();
+    let b: Vec<SocketAddr> = t.bucket(0).iter().map(|c| c.addr()).collect();
     assert_eq!(b, vec![in_b0[0], in_b0[3]]);
 }

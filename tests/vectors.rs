@@ -534,7 +534,7 @@ fn ids() {
             let got: Vec<String> = table
                 .closest(&target, k)
                 .iter()
-                .map(|c| c.addr.to_string())
+                .map(|c| c.addr().to_string())
                 .collect();
             assert_eq!(got, want[..k], "closest({k}) of {x}");
         }
@@ -1048,7 +1048,7 @@ fn engine() {
             }
             if let Some(tab) = st.get("table") {
                 let mut got: Vec<String> =
-                    e.table().contacts().map(|c| c.addr.to_string()).collect();
+                    e.table().contacts().map(|c| c.addr().to_string()).collect();
                 got.sort();
                 let want: Vec<&str> = tab
                     .as_array()

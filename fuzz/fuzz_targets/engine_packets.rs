@@ -478,9 +478,9 @@ impl Harness {
             n += b.len();
         }
         for c in t.contacts() {
-            *per_ip.entry(c.addr.ip()).or_insert(0) += 1;
-            *per_net.entry(subnet(c.addr.ip())).or_insert(0usize) += 1;
-            assert_eq!(c.addr, canonical(c.addr));
+            *per_ip.entry(c.addr().ip()).or_insert(0) += 1;
+            *per_net.entry(subnet(c.addr().ip())).or_insert(0usize) += 1;
+            assert_eq!(c.addr(), canonical(c.addr()));
         }
         assert_eq!(n, t.len());
         assert!(
@@ -490,7 +490,7 @@ impl Harness {
         assert!(per_net.values().all(|n| *n <= cfg.table.max_per_subnet));
         // What is saved holds every contact (and may add restored ones not heard yet), once.
         let saved: BTreeSet<SocketAddr> = e.snapshot().contacts.iter().map(|c| c.addr).collect();
-        assert!(t.contacts().all(|c| saved.contains(&c.addr)));
+        assert!(t.contacts().all(|c| saved.contains(&c.addr())));
         // Bounded maps.
         assert!(
             e.peers_remembered() <= cfg.max_peer_book.max(16),

@@ -1310,7 +1310,7 @@ def defaults():
     return {
         "config": {
             "table.k": 20,
-            "table.replacements": 8,
+            "table.replacements": 4,
             "table.max_per_ip": 2,
             "table.max_per_subnet": 8,
             "table.max_failures": 3,

@@ -156,8 +156,8 @@ impl Engine {
             if peers.len() >= holders + MAX_PEERS {
                 break;
             }
-            if c.addr != asker && !peers[..holders].contains(&c.addr) {
-                peers.push(c.addr);
+            if c.addr() != asker && !peers[..holders].contains(&c.addr()) {
+                peers.push(c.addr());
             }
         }
         (peers, holders, notes)

@@ -377,10 +377,7 @@ impl Engine {
         if self.is_self(addr) || f.dl.knows_holder(addr) || f.greeting.contains_key(&addr) {
             return;
         }
-        let has_cookie = self
-            .peers
-            .get(&addr)
-            .is_some_and(|p| p.has_their_cookie());
+        let has_cookie = self.peers.get(&addr).is_some_and(|p| p.has_their_cookie());
         if has_cookie {
             if let Some(f) = self.downloads.get_mut(&id) {
                 f.dl.add_holder(addr);

@@ -471,7 +471,7 @@ impl Engine {
         self.table
             .closest(target, MAX_PEERS + 1)
             .iter()
-            .map(|c| c.addr)
+            .map(|c| c.addr())
             .filter(|a| *a != asker)
             .take(MAX_PEERS)
             .collect()
@@ -496,10 +496,7 @@ impl Engine {
             return false;
         }
         let timeout = super::timeout_for(&self.table, self.rtt_all, &self.cfg, src);
-        let with_their_cookie = self
-            .peers
-            .get(&src)
-            .is_some_and(|p| p.has_their_cookie());
+        let with_their_cookie = self.peers.get(&src).is_some_and(|p| p.has_their_cookie());
         self.requests.insert(
             nonce,
             Request {

@@ -17,7 +17,7 @@ impl Engine {
             .table
             .closest(&target, k)
             .iter()
-            .map(|c| c.addr)
+            .map(|c| c.addr())
             .collect();
         if seeds.len() < k {
             seeds.extend(self.bootstrap.iter().chain(self.saved.iter()).copied());

@@ -165,7 +165,7 @@ impl Engine {
             if now.since(lrs.last_seen) < self.cfg.ping_interval {
                 continue;
             }
-            let addr = lrs.addr;
+            let addr = lrs.addr();
             if !self.requests.pending(addr, |_| true) {
                 self.send_request(now, addr, Purpose::Ping, &[]);
                 sent += 1;

@@ -403,7 +403,7 @@ impl Engine {
             .table
             .contacts()
             .map(|c| SavedContact {
-                addr: c.addr,
+                addr: c.addr(),
                 rtt: c.rtt(),
             })
             .collect();

@@ -1,9 +1,10 @@
 //! What the engine remembers per remote address: its cookie, and whether it echoes ours.
 
+use crate::addr::PackedAddr;
 use crate::time::Time;
 use crate::wire::Echo;
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 /// Longest cookie text kept inline in a book entry: telekad cookies are 16 hex digits, the
 /// reference node's 8 characters.
@@ -95,24 +96,6 @@ fn inline_text(e: &Echo) -> Option<&str> {
         .bytes()
         .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
     (plain && inner.len() <= INLINE_COOKIE).then_some(inner)
-}
-
-/// A socket address packed into 18 bytes with byte alignment (an IPv4 address is kept in its
-/// IPv4-mapped IPv6 form), so that a book entry costs 40 bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct PackedAddr([u8; 18]);
-
-impl PackedAddr {
-    fn new(a: &SocketAddr) -> PackedAddr {
-        let ip = match a.ip() {
-            IpAddr::V4(v4) => v4.to_ipv6_mapped(),
-            IpAddr::V6(v6) => v6,
-        };
-        let mut b = [0u8; 18];
-        b[..16].copy_from_slice(&ip.octets());
-        b[16..].copy_from_slice(&a.port().to_be_bytes());
-        PackedAddr(b)
-    }
 }
 
 /// A bounded map of remote addresses; the least recently heard are forgotten first. It also

@@ -93,7 +93,7 @@ pub(super) async fn table(State(st): State<Shared>) -> ApiResult {
             .uptime
             .saturating_sub(Duration::from_micros(c.last_seen.as_micros()));
         buckets[i].push(json!({
-            "addr": c.addr.to_string(),
+            "addr": c.addr().to_string(),
             "id": c.id.to_hex(),
             "rtt_ms": c.rtt().map(ms),
             "age_s": age.as_secs_f64(),

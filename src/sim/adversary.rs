@@ -422,7 +422,7 @@ fn report(
         let count = sim.engine(i).map_or(0, |en| {
             en.table()
                 .contacts()
-                .filter(|c| sim.index_of(c.addr).is_some_and(|j| sim.is_sybil(j)))
+                .filter(|c| sim.index_of(c.addr()).is_some_and(|j| sim.is_sybil(j)))
                 .count()
         });
         with += usize::from(count > 0);
