@@ -468,13 +468,26 @@ impl Engine {
 
     /// Up to [`MAX_PEERS`] contacts closest to `target`, leaving out `asker`.
     fn closest_except(&self, target: &NodeId, asker: SocketAddr) -> Vec<SocketAddr> {
-        self.table
-            .closest(target, MAX_PEERS + 1)
+        // Nearly always the asker is not among our nearest to the target: ask for exactly
+        // MAX_PEERS (a full nearest bucket then needs no look at the deeper ones) and only
+        // ask for one more when it is.
+        let mut near: Vec<SocketAddr> = self
+            .table
+            .closest(target, MAX_PEERS)
             .iter()
             .map(|c| c.addr())
-            .filter(|a| *a != asker)
-            .take(MAX_PEERS)
-            .collect()
+            .collect();
+        if near.contains(&asker) {
+            near = self
+                .table
+                .closest(target, MAX_PEERS + 1)
+                .iter()
+                .map(|c| c.addr())
+                .filter(|a| *a != asker)
+                .take(MAX_PEERS)
+                .collect();
+        }
+        near
     }
 
     /// Adds our own ping to a reply when `src` could join the table; returns false if it was

@@ -233,12 +233,13 @@ impl PeerBook {
         p
     }
 
-    /// Forgets the least recently heard eighth (ties broken by address, so the outcome does
-    /// not depend on hash order).
+    /// Forgets the least recently heard quarter (ties broken by address, so the outcome does
+    /// not depend on hash order): a busy node meeting new addresses all the time prunes once
+    /// per 56 of them.
     fn prune(&mut self) {
         let mut ages: Vec<(u32, PackedAddr)> =
             self.map.iter().map(|(a, p)| (p.heard_ds(), *a)).collect();
-        let drop = (ages.len() / 8).max(1);
+        let drop = (ages.len() / 4).max(1);
         ages.select_nth_unstable(drop - 1);
         for (_, a) in &ages[..drop] {
             self.map.remove(a);
