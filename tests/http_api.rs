@@ -131,6 +131,28 @@ fn scratch_dir(tag: &str) -> PathBuf {
     d
 }
 
+/// A raw HTTP/1.1 GET with the given `Host` header: status and body.
+fn raw_get(addr: SocketAddr, path: &str, host: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, body.to_string())
+}
+
 fn is_hex64(v: &Value) -> bool {
     v.as_str()
         .is_some_and(|s| s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit()))
@@ -420,6 +442,25 @@ fn every_endpoint_against_a_loopback_swarm() {
         .error(405, "GET is not allowed on /api/lookup");
     api.delete("/api/status")
         .error(405, "DELETE is not allowed");
+
+    // DNS rebinding: a request for another host name reaching the loopback server is
+    // refused; loopback names (any port) are served.
+    for (host, status) in [
+        ("evil.example", 421),
+        ("evil.example:24255", 421),
+        ("127.0.0.1.nip.io", 421),
+        ("localhost", 200),
+        ("localhost:24255", 200),
+        ("127.0.0.1", 200),
+        ("[::1]:9", 200),
+    ] {
+        let (got, body) = raw_get(http, "/api/status", host);
+        assert_eq!(got, status, "Host {host}: {body}");
+        if status == 421 {
+            assert!(body.contains("is not a loopback name"), "{body}");
+            assert!(body.contains("--http-public"), "{body}");
+        }
+    }
 
     // The dashboard.
     let page = api.get("/");

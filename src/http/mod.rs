@@ -8,7 +8,10 @@
 //!
 //! The server has no authentication: anyone who reaches it can make the node announce and
 //! download. `telekad run` binds it to loopback unless `--http-public` is given
-//! ([`check_bind`]).
+//! ([`check_bind`]), and a loopback server answers only requests addressed to a loopback
+//! host (`Host: localhost`, `127.x.y.z` or `[::1]`, any port): a web page whose own host
+//! name an attacker points at 127.0.0.1 (DNS rebinding) gets 421 Misdirected Request, not
+//! the API ([`host_is_loopback`]).
 //!
 //! ```no_run
 //! # async fn demo(node: telekad::driver::Node) -> std::io::Result<()> {
@@ -56,13 +59,37 @@ pub struct HttpConfig {
     /// Where `POST /api/downloads` writes files (created when first needed). A download
     /// names only a file inside it, never a path.
     pub download_dir: PathBuf,
+    /// Answer only requests whose `Host` names a loopback host (default; `telekad run`
+    /// turns it off with `--http-public`, where the operator picks the names).
+    pub loopback_hosts_only: bool,
 }
 
 impl HttpConfig {
-    /// Downloads go to `download_dir`.
+    /// Downloads go to `download_dir`; only loopback `Host` names are answered.
     pub fn new(download_dir: PathBuf) -> HttpConfig {
-        HttpConfig { download_dir }
+        HttpConfig {
+            download_dir,
+            loopback_hosts_only: true,
+        }
     }
+}
+
+/// Whether a `Host` header value names a loopback host: `localhost`, an IPv4 address in
+/// 127.0.0.0/8 or `[::1]`, with or without a port.
+pub fn host_is_loopback(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((ip, port)) if port.is_empty() || port.starts_with(':') => ip,
+            _ => return false,
+        }
+    } else {
+        host.split_once(':').map_or(host, |(name, _)| name)
+    };
+    if name.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    name.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Refuses to serve the API on a non-loopback address unless `public` is set: the API can
@@ -196,6 +223,7 @@ type Shared = Arc<AppState>;
 
 /// The routes, for [`serve`] or for a caller that serves them itself.
 pub fn router(node: Node, cfg: HttpConfig) -> Router {
+    let loopback_hosts_only = cfg.loopback_hosts_only;
     let state = Arc::new(AppState {
         node,
         cfg,
@@ -224,6 +252,28 @@ pub fn router(node: Node, cfg: HttpConfig) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                if loopback_hosts_only {
+                    if let Some(host) = req.headers().get(header::HOST) {
+                        let host = host.to_str().unwrap_or("");
+                        if !host_is_loopback(host) {
+                            return ApiError::new(
+                                StatusCode::MISDIRECTED_REQUEST,
+                                format!(
+                                    "Host '{}' is not a loopback name: this API answers \
+                                     localhost, 127.x.y.z and [::1] only (run the node with \
+                                     --http-public to serve other names)",
+                                    clip(host)
+                                ),
+                            )
+                            .into_response();
+                        }
+                    }
+                }
+                next.run(req).await
+            },
+        ))
         .with_state(state)
 }
 
@@ -258,4 +308,38 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
             clip(uri.path())
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_is_loopback;
+
+    #[test]
+    fn loopback_hosts() {
+        for h in [
+            "localhost",
+            "LOCALHOST:80",
+            "127.0.0.1",
+            "127.0.0.1:24255",
+            "127.9.8.7:1",
+            "[::1]",
+            "[::1]:24255",
+        ] {
+            assert!(host_is_loopback(h), "{h}");
+        }
+        for h in [
+            "",
+            "example.com",
+            "localhost.example.com",
+            "evil.example:24255",
+            "10.0.0.1:24255",
+            "[::2]:1",
+            "[::1",
+            "[::1]x",
+            "0.0.0.0",
+            "127.0.0.1.nip.io",
+        ] {
+            assert!(!host_is_loopback(h), "{h}");
+        }
+    }
 }

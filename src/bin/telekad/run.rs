@@ -87,7 +87,8 @@ pub async fn run(mut a: RunArgs, given: &Given) -> Result<ExitCode, String> {
     let http = a.http.listen().await?;
     let node = Node::start(cfg.clone()).await.map_err(|e| e.to_string())?;
     let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
-    let http = http.map(|listener| serve_http(&node, listener, cfg.data_dir.as_deref()));
+    let public = a.http.http_public;
+    let http = http.map(|listener| serve_http(&node, listener, cfg.data_dir.as_deref(), public));
     if a.json {
         event(serde_json::json!({
             "event": "started",
@@ -151,6 +152,7 @@ fn serve_http(
     node: &Node,
     listener: tokio::net::TcpListener,
     data_dir: Option<&std::path::Path>,
+    public: bool,
 ) -> (
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,
@@ -162,7 +164,8 @@ fn serve_http(
         tracing::info!(%addr, downloads = %dir.display(), "HTTP API and dashboard at http://{addr}/");
     }
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let cfg = telekad::http::HttpConfig::new(dir);
+    let mut cfg = telekad::http::HttpConfig::new(dir);
+    cfg.loopback_hosts_only = !public;
     let node = node.clone();
     let task = tokio::spawn(async move {
         let stop = async move {
