@@ -339,17 +339,7 @@ impl Harness {
             }
             return;
         }
-        let request = d.messages.iter().any(|m| {
-            matches!(
-                m,
-                Message::WhereAreThey { .. }
-                    | Message::PleaseSendPeers
-                    | Message::PleaseListSupportedMessages
-                    | Message::PleaseReturnThisMessage(_)
-                    | Message::PleaseSendContent { .. }
-                    | Message::WhoHasSome { .. }
-            )
-        });
+        let request = d.messages.iter().any(Message::is_request);
         let unverified = !d
             .messages
             .iter()

@@ -138,13 +138,8 @@ impl Engine {
         for m in msgs {
             match m {
                 Message::PleaseSendContent { id, .. } if self.holds(id) => asks = true,
-                Message::WhereAreThey { .. }
-                | Message::PleaseSendPeers
-                | Message::PleaseListSupportedMessages
-                | Message::PleaseReturnThisMessage(_)
-                | Message::PleaseSendContent { .. }
-                | Message::WhoHasSome { .. }
-                | Message::IHaveSome { .. } => {
+                // An announcement gets no answer but costs a record: charged like a request.
+                m if m.is_request() || matches!(m, Message::IHaveSome { .. }) => {
                     asks = true;
                     only_blocks = false;
                 }

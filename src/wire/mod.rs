@@ -183,6 +183,21 @@ pub enum Message {
 }
 
 impl Message {
+    /// Whether the message asks its receiver for an answer (a datagram holding one is a
+    /// request: it is answered once, within the amplification limit, and charged to the
+    /// sender's rate budget).
+    pub fn is_request(&self) -> bool {
+        matches!(
+            self,
+            Message::WhereAreThey { .. }
+                | Message::PleaseSendPeers
+                | Message::PleaseListSupportedMessages
+                | Message::PleaseReturnThisMessage(_)
+                | Message::PleaseSendContent { .. }
+                | Message::WhoHasSome { .. }
+        )
+    }
+
     /// The message's name on the wire.
     pub fn name(&self) -> &'static str {
         match self {
