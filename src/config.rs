@@ -27,6 +27,10 @@ pub struct Config {
     pub tick: Duration,
     /// A contact not heard from for this long gets a liveness ping.
     pub ping_interval: Duration,
+    /// A newcomer to a full bucket gets the bucket's least recently seen contact an
+    /// eviction check only when that contact has been silent this long (a bucket all heard
+    /// from lately has nobody to evict: the newcomer waits as a spare).
+    pub evict_check_after: Duration,
     /// Timeout of a request to a peer with no RTT measured yet (doubled before giving up).
     pub initial_timeout: Duration,
     /// Most candidate addresses waiting to be pinged.
@@ -68,6 +72,7 @@ impl Default for Config {
             cookie_rotation: Duration::from_secs(10 * 60),
             tick: Duration::from_secs(1),
             ping_interval: Duration::from_secs(10 * 60),
+            evict_check_after: Duration::from_secs(60),
             initial_timeout: Duration::from_millis(1000),
             max_candidates: 512,
             max_pings_in_flight: 32,

@@ -795,6 +795,7 @@ fn defaults() {
         ("cookie_rotation_ms", ms(c.cookie_rotation)),
         ("tick_ms", ms(c.tick)),
         ("ping_interval_ms", ms(c.ping_interval)),
+        ("evict_check_after_ms", ms(c.evict_check_after)),
         ("initial_timeout_ms", ms(c.initial_timeout)),
         ("max_candidates", c.max_candidates as u64),
         ("max_pings_in_flight", c.max_pings_in_flight as u64),

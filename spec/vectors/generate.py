@@ -1328,6 +1328,7 @@ def defaults():
             "cookie_rotation_ms": 10 * 60 * 1000,
             "tick_ms": 1000,
             "ping_interval_ms": 10 * 60 * 1000,
+            "evict_check_after_ms": 60 * 1000,
             "initial_timeout_ms": 1000,
             "max_candidates": 512,
             "max_pings_in_flight": 32,

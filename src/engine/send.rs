@@ -109,10 +109,14 @@ impl Engine {
         match self.table.seen(addr, now, rtt) {
             Seen::Added => self.emit(Event::ContactAdded(addr)),
             Seen::Full { lrs } => {
+                let fresh = self
+                    .table
+                    .get(lrs)
+                    .is_some_and(|c| now.since(c.last_seen) < self.cfg.evict_check_after);
                 let checking = self
                     .requests
                     .pending(lrs, |p| matches!(p, Purpose::EvictCheck));
-                if !checking && self.requests.pings() < self.cfg.max_pings_in_flight {
+                if !fresh && !checking && self.requests.pings() < self.cfg.max_pings_in_flight {
                     self.send_request(now, lrs, Purpose::EvictCheck, &[]);
                 }
             }
