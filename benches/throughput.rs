@@ -20,7 +20,7 @@
 //!   with `--throughput-node`, with the table's diversity caps off, bootstrapped from 30
 //!   idle library nodes in this process on 127.0.0.1: its `Peers` answers hold 20 addresses.
 //!
-//! Both run with the rate limits off (`--rate-per-ip 0 --rate-global 0`,
+//! Both run with the rate limits off (`--rate-per-ip 0 --rate-global 0 --rate-blocks-per-ip 0`,
 //! `RateLimitConfig::unlimited()`): the generator is one source IP asking far above the
 //! default limit of 500 requests/s per IP.
 //!
@@ -273,7 +273,8 @@ fn start_binary(tmp: &Path, share: &Path, boot: &[SocketAddr]) -> (ChildGuard, S
         .arg("--share")
         .arg(share)
         // The generator is one source IP asking far above the default per-IP limit.
-        .args(["--rate-per-ip", "0", "--rate-global", "0"]);
+        .args(["--rate-per-ip", "0", "--rate-global", "0"])
+        .args(["--rate-blocks-per-ip", "0"]);
     for b in boot {
         cmd.arg("--bootstrap").arg(b.to_string());
     }

@@ -153,6 +153,7 @@ fn example_file_lists_every_key_at_its_default_and_is_accepted() {
         "public",
         "rate_per_ip",
         "rate_global",
+        "rate_blocks_per_ip",
         "http",
         "http_public",
         "share",
@@ -199,6 +200,7 @@ fn example_file_lists_every_key_at_its_default_and_is_accepted() {
     // The documented defaults.
     assert_eq!(m["rate_per_ip"], 500);
     assert_eq!(m["rate_global"], 50_000);
+    assert_eq!(m["rate_blocks_per_ip"], 100_000);
     assert_eq!(m["rescan"], 10);
     assert_eq!(m["public"], false);
     assert_eq!(m["http_public"], false);

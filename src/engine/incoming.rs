@@ -463,26 +463,16 @@ impl Engine {
 
     /// Up to [`MAX_PEERS`] contacts closest to `target`, leaving out `asker`.
     fn closest_except(&self, target: &NodeId, asker: SocketAddr) -> Vec<SocketAddr> {
-        // Nearly always the asker is not among our nearest to the target: ask for exactly
-        // MAX_PEERS (a full nearest bucket then needs no look at the deeper ones) and only
-        // ask for one more when it is.
-        let mut near: Vec<SocketAddr> = self
-            .table
-            .closest(target, MAX_PEERS)
+        // One more than we send only when the asker is in the table and so may be among
+        // them: then a full nearest bucket needs no look at the deeper ones.
+        let n = MAX_PEERS + usize::from(self.table.contains(asker));
+        self.table
+            .closest(target, n)
             .iter()
             .map(|c| c.addr())
-            .collect();
-        if near.contains(&asker) {
-            near = self
-                .table
-                .closest(target, MAX_PEERS + 1)
-                .iter()
-                .map(|c| c.addr())
-                .filter(|a| *a != asker)
-                .take(MAX_PEERS)
-                .collect();
-        }
-        near
+            .filter(|a| *a != asker)
+            .take(MAX_PEERS)
+            .collect()
     }
 
     /// Adds our own ping to a reply when `src` could join the table; returns false if it was

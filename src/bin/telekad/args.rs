@@ -182,6 +182,11 @@ pub struct RateArgs {
     #[arg(long, value_name = "N", allow_negative_numbers = true,
           default_value_t = telekad::ratelimit::RateLimitConfig::default().global.rate)]
     pub rate_global: u32,
+    /// Content blocks served per second to one cookie-verified downloader (source IP or
+    /// IPv6 /64), in bursts of up to 4,096; 0 = unlimited.
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          default_value_t = telekad::ratelimit::RateLimitConfig::default().blocks_per_ip.rate)]
+    pub rate_blocks_per_ip: u32,
 }
 
 impl RateArgs {
@@ -189,6 +194,12 @@ impl RateArgs {
     pub fn merge(&mut self, f: &FileConfig, given: &Given) {
         merge(&mut self.rate_per_ip, &f.rate_per_ip, "rate_per_ip", given);
         merge(&mut self.rate_global, &f.rate_global, "rate_global", given);
+        merge(
+            &mut self.rate_blocks_per_ip,
+            &f.rate_blocks_per_ip,
+            "rate_blocks_per_ip",
+            given,
+        );
     }
 
     /// Sets these limits in `cfg` (the defaults' bursts are kept for the default rates).
@@ -200,6 +211,9 @@ impl RateArgs {
         }
         if self.rate_global != rl.global.rate {
             rl.global = Limit::new(self.rate_global, (self.rate_global / 5).max(1));
+        }
+        if self.rate_blocks_per_ip != rl.blocks_per_ip.rate {
+            rl.blocks_per_ip = Limit::new(self.rate_blocks_per_ip, rl.blocks_per_ip.burst);
         }
     }
 }

@@ -100,6 +100,7 @@ pub async fn run(mut a: RunArgs, given: &Given) -> Result<ExitCode, String> {
             "public": a.node.join.public,
             "rate_per_ip": a.rate.rate_per_ip,
             "rate_global": a.rate.rate_global,
+            "rate_blocks_per_ip": a.rate.rate_blocks_per_ip,
             "http_public": a.http.http_public,
             "share": a.share.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
             "rescan": a.rescan,
