@@ -64,7 +64,7 @@ impl Default for LookupConfig {
 pub enum PeerState {
     /// Known, not asked yet.
     NotContacted,
-    /// Asked; counts against alpha until `slow_at`.
+    /// Asked; a first query counts against alpha until `slow_at`.
     Waiting {
         /// When the query went out.
         sent: Time,
@@ -73,8 +73,8 @@ pub enum PeerState {
         /// When it is given up.
         fail_at: Time,
     },
-    /// Asked, past its timeout, to be asked again; does not count against alpha, and a late
-    /// answer to the earlier query still counts.
+    /// Asked, past its timeout, to be asked again (at once: resends do not count against
+    /// alpha); a late answer to the earlier query still counts.
     Resend {
         /// When the last query went out.
         sent: Time,
@@ -153,7 +153,7 @@ pub struct Lookup {
     answered: u32,
     finished_at: Option<Time>,
     timed_out: bool,
-    /// Queries in the Waiting state.
+    /// First queries in the Waiting state (resends do not count against alpha).
     waiting: usize,
     /// Earliest time a Waiting or Slow entry changes state on its own.
     next_timer: Option<Time>,
@@ -281,7 +281,7 @@ impl Lookup {
         true
     }
 
-    /// Queries counting against alpha.
+    /// First queries waiting for an answer (those counting against alpha).
     pub fn in_flight(&self) -> usize {
         self.waiting
     }
@@ -319,7 +319,7 @@ impl Lookup {
             };
             match e.state {
                 PeerState::Waiting { slow_at, .. } => {
-                    waiting += 1;
+                    waiting += usize::from(e.attempts <= 1);
                     next = Some(next.map_or(slow_at, |n| n.min(slow_at)));
                 }
                 PeerState::Slow { fail_at, .. } => {
@@ -382,10 +382,14 @@ impl Lookup {
             self.finished_at = Some(now);
             return None;
         }
-        if waiting >= self.cfg.alpha {
-            return None;
-        }
-        let i = resend.or(next)?;
+        // A resend goes out at once and does not count against alpha: a peer that let a
+        // query time out (gone, or its datagram lost) must not hold up the rest of the
+        // lookup while it is asked again.
+        let i = match resend {
+            Some(i) => i,
+            None if waiting >= self.cfg.alpha => return None,
+            None => next?,
+        };
         if self.entries[i].attempts == 0 {
             self.entries[i].asked_at = now;
         }
@@ -397,7 +401,7 @@ impl Lookup {
             slow_at: now + timeout,
             fail_at: now + timeout * 2,
         };
-        self.waiting += 1;
+        self.waiting += usize::from(self.entries[i].attempts == 1);
         self.next_timer = Some(
             self.next_timer
                 .map_or(now + timeout, |t| t.min(now + timeout)),
@@ -451,7 +455,7 @@ impl Lookup {
             return false;
         };
         match e.state {
-            PeerState::Waiting { .. } => self.waiting -= 1,
+            PeerState::Waiting { .. } => self.waiting -= usize::from(e.attempts <= 1),
             PeerState::Slow { .. } | PeerState::Resend { .. } => {}
             _ => return false,
         }
@@ -472,7 +476,7 @@ impl Lookup {
     pub fn on_failure(&mut self, addr: SocketAddr) {
         if let Some(e) = self.entries.iter_mut().find(|e| e.addr == addr) {
             if matches!(e.state, PeerState::Waiting { .. }) {
-                self.waiting -= 1;
+                self.waiting -= usize::from(e.attempts <= 1);
             }
             if matches!(
                 e.state,
