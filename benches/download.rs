@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use telekad::driver::{Node, NodeConfig};
 use telekad::engine::{BlockSource, MemorySink};
 use telekad::id::NodeId;
+use telekad::swarm::Shard;
 
 fn content(len: usize) -> Vec<u8> {
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -28,47 +29,39 @@ fn content(len: usize) -> Vec<u8> {
 
 /// Each node on its own loopback IP and its own thread (a single-threaded runtime), as
 /// holders and downloaders on a real network are separate processes: they share no per-IP
-/// request budget and no scheduler. Dropping the returned sender lets the thread end once
-/// the node has shut down.
-fn node(seed: u64) -> (Node, tokio::sync::oneshot::Sender<()>) {
+/// request budget and no scheduler. The thread ends once the node has shut down and the
+/// shard is dropped.
+async fn node(seed: u64) -> (Node, Shard) {
     let ip = [127, 0, 62 + (seed / 100) as u8, (seed % 100) as u8 + 1];
-    let (started_tx, started_rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let mut cfg = NodeConfig::new(SocketAddr::from((ip, 0)));
-            cfg.loopback_only = true;
-            cfg.seed = Some(seed);
-            let n = Node::start(cfg).await.expect("node starts");
-            let _ = started_tx.send(n);
-            let _ = stop_rx.await;
-            // Let the node's task see its shutdown through before the runtime goes.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        });
-    });
-    (started_rx.recv().expect("node thread"), stop_tx)
+    let mut cfg = NodeConfig::new(SocketAddr::from((ip, 0)));
+    cfg.loopback_only = true;
+    cfg.seed = Some(seed);
+    let shard = Shard::start(seed as usize).expect("shard thread");
+    let node = shard
+        .handle()
+        .spawn(Node::start(cfg))
+        .await
+        .expect("node task")
+        .expect("node starts");
+    (node, shard)
 }
 
 /// Seconds to download `data` from `holders` fresh holder nodes into a fresh node.
 async fn telekad_download(data: &Arc<Vec<u8>>, holders: usize, round: u64) -> f64 {
     let id = NodeId::hash(data);
     let mut nodes = Vec::new();
-    let mut stops = Vec::new();
+    let mut shards = Vec::new();
     let mut addrs: Vec<SocketAddr> = Vec::new();
     for i in 0..holders {
-        let (n, stop) = node(round * 100 + i as u64);
-        stops.push(stop);
+        let (n, shard) = node(round * 100 + i as u64).await;
+        shards.push(shard);
         let src: Arc<dyn BlockSource> = data.clone();
         n.hold(id, src).await.expect("hold");
         addrs.push(n.local_addr());
         nodes.push(n);
     }
-    let (client, stop) = node(round * 100 + 99);
-    stops.push(stop);
+    let (client, shard) = node(round * 100 + 99).await;
+    shards.push(shard);
     let t = Instant::now();
     let rx = client
         .download(id, Box::new(MemorySink::default()), None, addrs)
@@ -80,7 +73,7 @@ async fn telekad_download(data: &Arc<Vec<u8>>, holders: usize, round: u64) -> f6
     for n in nodes.iter().chain([&client]) {
         let _ = n.shutdown().await;
     }
-    drop(stops);
+    drop(shards);
     secs
 }
 

@@ -149,19 +149,24 @@ pub struct Swarm {
     _shards: Vec<Shard>,
 }
 
-/// A thread running a single-threaded runtime that holds some of the swarm's nodes. A
-/// node's wake-ups, datagrams and timers then stay on one thread: no work stealing and no
-/// cross-thread wake-up between the nodes of a shard (on a 1,000-node swarm this cut the
-/// CPU time per datagram and the latency of concurrent lookups).
+/// A thread running a single-threaded runtime that holds some of the swarm's nodes (or one
+/// node, as a separate process would). A node's wake-ups, datagrams and timers then stay on
+/// one thread: no work stealing and no cross-thread wake-up between the nodes of a shard
+/// (on a 1,000-node swarm this cut the CPU time per datagram and the latency of concurrent
+/// lookups).
+///
+/// Start nodes on it with `shard.handle().spawn(Node::start(cfg))`. Dropping the shard lets
+/// its thread end once its nodes have stopped (at most 5 s later).
 #[derive(Debug)]
-struct Shard {
+pub struct Shard {
     handle: tokio::runtime::Handle,
     /// Dropped (with the swarm) to let the thread end once its nodes have stopped.
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Shard {
-    fn start(i: usize) -> Result<Shard, std::io::Error> {
+    /// Starts the thread `swarm-shard-{i}` and its runtime.
+    pub fn start(i: usize) -> Result<Shard, std::io::Error> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -185,6 +190,11 @@ impl Shard {
             handle,
             _stop: stop,
         })
+    }
+
+    /// The shard's runtime, to spawn nodes (and anything else) on.
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
     }
 }
 
