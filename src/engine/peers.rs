@@ -144,13 +144,21 @@ impl PeerBook {
 
     /// The cookie `addr` asked us to return, as it must be echoed.
     pub fn their_cookie(&self, addr: &SocketAddr) -> Option<Echo> {
+        self.get_with_cookie(addr).1
+    }
+
+    /// The entry for `addr` and its cookie, found with one look-up (for every request sent).
+    pub fn get_with_cookie(&self, addr: &SocketAddr) -> (Option<PeerInfo>, Option<Echo>) {
         let key = PackedAddr::new(addr);
-        let info = self.map.get(&key)?;
-        match info.cookie_len {
+        let Some(info) = self.map.get(&key) else {
+            return (None, None);
+        };
+        let cookie = match info.cookie_len {
             NO_COOKIE => None,
             RAW_COOKIE => self.raw_cookies.get(&key).map(|raw| Echo::raw(raw)),
             _ => info.inline_cookie().map(Echo::cookie),
-        }
+        };
+        (Some(*info), cookie)
     }
 
     /// Stores the cookie `addr` asked us to return (its entry must exist: see

@@ -26,8 +26,8 @@ impl Engine {
         }
         let nonce: u64 = self.rng.random();
         let timeout = timeout_for(&self.table, self.rtt_all, &self.cfg, addr);
-        let their = self.peers.their_cookie(&addr);
-        let echoes = self.peers.get(&addr).is_some_and(|p| p.echoes_ours());
+        let (info, their) = self.peers.get_with_cookie(&addr);
+        let echoes = info.is_some_and(|p| p.echoes_ours());
         let mut w = PacketWriter::new(MAX_DATAGRAM);
         for m in body {
             self.put(&mut w, m);
