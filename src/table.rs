@@ -105,6 +105,8 @@ pub enum Seen {
     Full {
         /// The entry to ping before anything is evicted.
         lrs: SocketAddr,
+        /// When that entry last answered.
+        lrs_seen: Time,
     },
     /// A diversity cap (per IP or per subnet) keeps it out.
     Capped,
@@ -277,6 +279,7 @@ impl RoutingTable {
             }
             return Seen::Full {
                 lrs: bucket.entries[0].addr(),
+                lrs_seen: bucket.entries[0].last_seen,
             };
         }
         push_bounded(&mut bucket.entries, c, k);

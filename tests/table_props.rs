@@ -114,7 +114,7 @@ fn run_ops(ops: &[Op], addrs: &[SocketAddr], own: SocketAddr, cfg: TableConfig) 
                     assert_eq!(outcome, Seen::Added, "room but not added");
                 } else {
                     assert!(matches!(outcome, Seen::Full { .. } | Seen::Capped));
-                    if let Seen::Full { lrs } = outcome {
+                    if let Seen::Full { lrs, .. } = outcome {
                         let idx = t.own_id().bucket_index(&NodeId::of_addr(a)).unwrap();
                         assert_eq!(t.bucket(idx).first().map(|c| c.addr()), Some(lrs));
                     }
@@ -235,7 +235,10 @@ fn ping_before_evict() {
     assert_eq!(t.seen(in_b0[1], Time::from_millis(2), None), Seen::Added);
     assert_eq!(
         t.seen(in_b0[2], Time::from_millis(3), None),
-        Seen::Full { lrs: in_b0[0] }
+        Seen::Full {
+            lrs: in_b0[0],
+            lrs_seen: Time::from_millis(1)
+        }
     );
     // The old contact answers the eviction ping: it stays and becomes most recent.
     assert_eq!(
@@ -244,7 +247,10 @@ fn ping_before_evict() {
     );
     assert_eq!(
         t.seen(in_b0[3], Time::from_millis(5), None),
-        Seen::Full { lrs: in_b0[1] }
+        Seen::Full {
+            lrs: in_b0[1],
+            lrs_seen: Time::from_millis(2)
+        }
     );
     // in_b0[1] fails: it is replaced by the freshest spare, in_b0[3].
     assert!(t.failed(in_b0[1]));

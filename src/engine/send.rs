@@ -108,11 +108,8 @@ impl Engine {
     pub(super) fn contact_answered(&mut self, now: Time, addr: SocketAddr, rtt: Option<Duration>) {
         match self.table.seen(addr, now, rtt) {
             Seen::Added => self.emit(Event::ContactAdded(addr)),
-            Seen::Full { lrs } => {
-                let fresh = self
-                    .table
-                    .get(lrs)
-                    .is_some_and(|c| now.since(c.last_seen) < self.cfg.evict_check_after);
+            Seen::Full { lrs, lrs_seen } => {
+                let fresh = now.since(lrs_seen) < self.cfg.evict_check_after;
                 let checking = self
                     .requests
                     .pending(lrs, |p| matches!(p, Purpose::EvictCheck));
