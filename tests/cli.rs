@@ -7,9 +7,8 @@
 //! passed.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use telekad::id::NodeId;
 use telekad::swarm::{Swarm, SwarmConfig};
@@ -426,17 +425,8 @@ fn run_saves_state_and_exits_0_on_ctrl_c() {
         .expect("spawn telekad run");
     let pid = child.id().to_string();
     // Forward stderr lines so the test can see the node announce itself.
-    let (tx, rx) = mpsc::channel::<String>();
     let stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            all.push_str(&line);
-            all.push('\n');
-            let _ = tx.send(line);
-        }
-        all
-    });
+    let (rx, reader) = common::forward_lines(stderr);
 
     // Up: the data dir exists and the node has said it is running.
     let end = Instant::now() + Duration::from_secs(5);

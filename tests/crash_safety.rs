@@ -14,7 +14,6 @@
 //! Nothing here binds or sends outside 127.0.0.0/8, and `--public` is never passed.
 //! `TELEKAD_CRASH_SEED=<u64>` replays another sequence of kill delays.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -73,16 +72,7 @@ impl Running {
             .spawn()
             .expect("spawn telekad run");
         let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            let mut all = String::new();
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                all.push_str(&line);
-                all.push('\n');
-                let _ = tx.send(line);
-            }
-            all
-        });
+        let (lines, reader) = common::forward_lines(stderr);
         Running {
             child,
             lines,

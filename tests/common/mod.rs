@@ -68,3 +68,25 @@ pub fn telekad(args: &[&str]) -> std::process::Command {
         .stderr(Stdio::piped());
     c
 }
+
+/// Reads `from` line by line on a thread: each line is sent on the returned channel as it
+/// arrives, and the thread returns the whole text once `from` closes (a child's stderr).
+pub fn forward_lines(
+    from: impl std::io::Read + Send + 'static,
+) -> (
+    std::sync::mpsc::Receiver<String>,
+    std::thread::JoinHandle<String>,
+) {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(from).lines().map_while(Result::ok) {
+            all.push_str(&line);
+            all.push('\n');
+            let _ = tx.send(line);
+        }
+        all
+    });
+    (rx, reader)
+}
