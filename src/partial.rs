@@ -7,7 +7,6 @@ use crate::engine::BlockSink;
 use crate::files::PARTIAL_SUFFIX;
 use crate::id::NodeId;
 use crate::persist::write_atomic;
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -106,8 +105,8 @@ fn read_progress(path: &Path, id: NodeId) -> Option<ResumeFrom> {
     if p.version != PROGRESS_VERSION || p.id != id.to_hex() {
         return None;
     }
-    let bits = base64::engine::general_purpose::STANDARD
-        .decode(p.have.as_bytes())
+    let bits = base64_simd::STANDARD
+        .decode_to_vec(p.have.as_bytes())
         .ok()?;
     let blocks = p.len.div_ceil(crate::wire::BLOCK_SIZE as u64).max(1);
     if bits.len() as u64 != blocks.div_ceil(8) {
@@ -139,7 +138,7 @@ impl BlockSink for PartialFile {
             version: PROGRESS_VERSION,
             id: self.id.to_hex(),
             len,
-            have: base64::engine::general_purpose::STANDARD.encode(&bits),
+            have: base64_simd::STANDARD.encode_to_string(&bits),
         };
         let bytes = serde_json::to_vec(&p).map_err(io::Error::other)?;
         write_atomic(&self.progress, &bytes, false)

@@ -2,7 +2,6 @@
 
 use super::{Message, MAX_DATAGRAM, SUPPORTED_MESSAGES};
 use crate::id::NodeId;
-use base64::Engine as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
 
@@ -75,11 +74,11 @@ impl Message {
                 )?;
                 // Straight into the packet, no intermediate string.
                 let start = out.len();
-                let n = base64::encoded_len(data.len(), true).unwrap_or(0);
-                out.resize(start + n, 0);
-                let written = base64::engine::general_purpose::STANDARD
-                    .encode_slice(data, &mut out[start..])
-                    .unwrap_or(0);
+                let b64 = base64_simd::STANDARD;
+                out.resize(start + b64.encoded_length(data.len()), 0);
+                let written = b64
+                    .encode(data, base64_simd::Out::from_slice(&mut out[start..]))
+                    .len();
                 out.truncate(start + written);
                 write!(out, "\",\"eof\":{eof}}}}}")
             }
