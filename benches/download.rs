@@ -46,8 +46,40 @@ async fn node(seed: u64) -> (Node, Shard) {
     (node, shard)
 }
 
-/// Seconds to download `data` from `holders` fresh holder nodes into a fresh node.
-async fn telekad_download(data: &Arc<Vec<u8>>, holders: usize, round: u64) -> f64 {
+/// CPU seconds (user + system) used so far by this process's thread named `name`.
+fn thread_cpu(name: &str) -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    // Clock ticks per second: 100 on Linux for /proc stat figures.
+    let tick = 100.0;
+    for t in dir.flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        // utime and stime are fields 14 and 15, that is 11 and 12 after the name.
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        return (ticks(11) + ticks(12)) / tick;
+    }
+    0.0
+}
+
+/// One download: seconds, and CPU microseconds per block used by the downloader's thread
+/// and by the holders' threads together.
+struct Run {
+    secs: f64,
+    client_us_per_block: f64,
+    holders_us_per_block: f64,
+}
+
+/// Downloads `data` from `holders` fresh holder nodes into a fresh node.
+async fn telekad_download(data: &Arc<Vec<u8>>, holders: usize, round: u64) -> Run {
     let id = NodeId::hash(data);
     let mut nodes = Vec::new();
     let mut shards = Vec::new();
@@ -62,6 +94,14 @@ async fn telekad_download(data: &Arc<Vec<u8>>, holders: usize, round: u64) -> f6
     }
     let (client, shard) = node(round * 100 + 99).await;
     shards.push(shard);
+    // The kernel keeps 15 bytes of a thread's name: seeds stay below 1000 to fit.
+    let comm = |seed: u64| telekad::swarm::Shard::thread_name(seed as usize);
+    let cpu_of_holders = || -> f64 {
+        (0..holders as u64)
+            .map(|i| thread_cpu(&comm(round * 100 + i)))
+            .sum()
+    };
+    let (client0, holders0) = (thread_cpu(&comm(round * 100 + 99)), cpu_of_holders());
     let t = Instant::now();
     let rx = client
         .download(id, Box::new(MemorySink::default()), None, addrs)
@@ -69,12 +109,19 @@ async fn telekad_download(data: &Arc<Vec<u8>>, holders: usize, round: u64) -> f6
         .expect("start");
     let done = rx.await.expect("node alive").expect("download verifies");
     let secs = t.elapsed().as_secs_f64();
+    let blocks = data.len().div_ceil(4096) as f64;
+    let client_cpu = thread_cpu(&comm(round * 100 + 99)) - client0;
+    let holders_cpu = cpu_of_holders() - holders0;
     assert_eq!(done.len, data.len() as u64);
     for n in nodes.iter().chain([&client]) {
         let _ = n.shutdown().await;
     }
     drop(shards);
-    secs
+    Run {
+        secs,
+        client_us_per_block: client_cpu * 1e6 / blocks,
+        holders_us_per_block: holders_cpu * 1e6 / blocks,
+    }
 }
 
 /// The baseline: two OS threads with blocking std sockets. The client asks for blocks by
@@ -176,29 +223,45 @@ fn main() {
     let mb = data.len() as f64 / 1e6;
     rt.block_on(async {
         let base = median((0..runs).map(|_| baseline_download(&data)).collect());
-        let one = median(futures_lite_collect(runs, |r| telekad_download(&data, 1, r)).await);
+        let one = median_run(futures_lite_collect(runs, |r| telekad_download(&data, 1, r)).await);
         let three =
-            median(futures_lite_collect(runs, |r| telekad_download(&data, 3, 10 + r)).await);
+            median_run(futures_lite_collect(runs, |r| telekad_download(&data, 3, 3 + r)).await);
         println!("download of {mib} MiB over loopback, median of {runs} run(s):");
         println!(
-            "{:<34} {:>8} {:>9} {:>10}",
-            "case", "seconds", "MB/s", "vs baseline"
+            "{:<34} {:>8} {:>9} {:>10} {:>18} {:>18}",
+            "case", "seconds", "MB/s", "vs baseline", "downloader us/blk", "holders us/blk"
         );
-        for (name, s) in [
-            ("baseline raw UDP, 1 server", base),
-            ("telekad, 1 holder", one),
-            ("telekad, 3 holders", three),
-        ] {
-            println!("{name:<34} {s:>8.3} {:>9.1} {:>10.2}", mb / s, base / s);
+        println!(
+            "{:<34} {base:>8.3} {:>9.1} {:>10.2}",
+            "baseline raw UDP, 1 server",
+            mb / base,
+            1.0
+        );
+        for (name, r) in [("telekad, 1 holder", one), ("telekad, 3 holders", three)] {
+            println!(
+                "{name:<34} {:>8.3} {:>9.1} {:>10.2} {:>18.1} {:>18.1}",
+                r.secs,
+                mb / r.secs,
+                base / r.secs,
+                r.client_us_per_block,
+                r.holders_us_per_block
+            );
         }
     });
 }
 
+/// The run with the median time.
+fn median_run(mut v: Vec<Run>) -> Run {
+    v.sort_by(|a, b| a.secs.total_cmp(&b.secs));
+    let mid = v.len() / 2;
+    v.swap_remove(mid)
+}
+
 /// Runs `f(0..runs)` one after another and collects the results.
-async fn futures_lite_collect<F, Fut>(runs: u64, mut f: F) -> Vec<f64>
+async fn futures_lite_collect<F, Fut, T>(runs: u64, mut f: F) -> Vec<T>
 where
     F: FnMut(u64) -> Fut,
-    Fut: std::future::Future<Output = f64>,
+    Fut: std::future::Future<Output = T>,
 {
     let mut out = Vec::new();
     for r in 0..runs {

@@ -165,7 +165,12 @@ pub struct Shard {
 }
 
 impl Shard {
-    /// Starts the thread `swarm-shard-{i}` and its runtime.
+    /// The name of shard `i`'s thread (the kernel shows the first 15 bytes of it).
+    pub fn thread_name(i: usize) -> String {
+        format!("swarm-shard-{i}")
+    }
+
+    /// Starts the thread [`Shard::thread_name`] and its runtime.
     pub fn start(i: usize) -> Result<Shard, std::io::Error> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -173,7 +178,7 @@ impl Shard {
         let handle = rt.handle().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         std::thread::Builder::new()
-            .name(format!("swarm-shard-{i}"))
+            .name(Shard::thread_name(i))
             .spawn(move || {
                 rt.block_on(async move {
                     let _ = stopped.await;
