@@ -154,6 +154,17 @@ impl NodeId {
         Distance(d)
     }
 
+    /// The first 64 bits of [`NodeId::distance`], as a number: ordering by it orders by
+    /// distance except between distances that share those 64 bits.
+    pub fn distance_prefix(&self, other: &NodeId) -> u64 {
+        let w = |id: &NodeId| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&id.0[..8]);
+            u64::from_be_bytes(b)
+        };
+        w(self) ^ w(other)
+    }
+
     /// The k-bucket `other` falls into as seen from `self`: the length of the common prefix
     /// (0..=255), or `None` when the IDs are equal.
     pub fn bucket_index(&self, other: &NodeId) -> Option<usize> {
@@ -241,6 +252,31 @@ impl std::str::FromStr for NodeId {
 mod tests {
     use super::*;
     use rand::{rngs::ChaCha8Rng, SeedableRng};
+
+    #[test]
+    fn distance_prefix_orders_as_distance_does() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let random = |rng: &mut ChaCha8Rng| {
+            let mut b = [0u8; 32];
+            rand::RngExt::fill(rng, &mut b[..]);
+            NodeId(b)
+        };
+        for _ in 0..2_000 {
+            let (t, a) = (random(&mut rng), random(&mut rng));
+            // Half the time b shares a's first 64 bits (the tie the prefix cannot order).
+            let mut b = random(&mut rng);
+            if rand::RngExt::random::<bool>(&mut rng) {
+                b.0[..8].copy_from_slice(&a.0[..8]);
+            }
+            let (pa, pb) = (a.distance_prefix(&t), b.distance_prefix(&t));
+            let (da, db) = (a.distance(&t), b.distance(&t));
+            if pa != pb {
+                assert_eq!(pa.cmp(&pb), da.cmp(&db));
+            } else {
+                assert_eq!(a.0[..8], b.0[..8]);
+            }
+        }
+    }
 
     #[test]
     fn random_in_bucket_lands_in_bucket() {

@@ -190,8 +190,13 @@ impl RoutingTable {
 
     /// The contact at `addr`, if present.
     pub fn get(&self, addr: SocketAddr) -> Option<&Contact> {
+        self.get_id(addr, &NodeId::of_addr(addr))
+    }
+
+    /// [`RoutingTable::get`] for a caller that already has the ID of `addr`.
+    pub fn get_id(&self, addr: SocketAddr, id: &NodeId) -> Option<&Contact> {
         let key = PackedAddr::new(&addr);
-        let idx = self.own.bucket_index(&NodeId::of_addr(addr))?;
+        let idx = self.own.bucket_index(id)?;
         self.buckets
             .get(idx)?
             .entries
@@ -202,6 +207,11 @@ impl RoutingTable {
     /// Whether `addr` is in the table.
     pub fn contains(&self, addr: SocketAddr) -> bool {
         self.get(addr).is_some()
+    }
+
+    /// [`RoutingTable::contains`] for a caller that already has the ID of `addr`.
+    pub fn contains_id(&self, addr: SocketAddr, id: &NodeId) -> bool {
+        self.get_id(addr, id).is_some()
     }
 
     /// Whether a new contact at `addr` would go straight into its bucket (room, caps).
@@ -394,16 +404,22 @@ impl RoutingTable {
                 }
             }
         }
-        let mut keyed: Vec<(crate::id::Distance, &Contact)> = out
+        // Ordered by the distance's first 64 bits, and by the whole distance only on a tie
+        // (two IDs sharing 64 leading bits with the target: practically never).
+        let full = |a: &(u64, &Contact), b: &(u64, &Contact)| {
+            a.0.cmp(&b.0)
+                .then_with(|| a.1.id.distance(target).cmp(&b.1.id.distance(target)))
+        };
+        let mut keyed: Vec<(u64, &Contact)> = out
             .into_iter()
-            .map(|c| (c.id.distance(target), c))
+            .map(|c| (c.id.distance_prefix(target), c))
             .collect();
         // Only the n nearest need ordering: select them first, then sort just those.
         if keyed.len() > n {
-            keyed.select_nth_unstable_by_key(n - 1, |(d, _)| *d);
+            keyed.select_nth_unstable_by(n - 1, full);
             keyed.truncate(n);
         }
-        keyed.sort_unstable_by_key(|(d, _)| *d);
+        keyed.sort_unstable_by(full);
         keyed.into_iter().map(|(_, c)| c).collect()
     }
 

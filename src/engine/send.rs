@@ -129,7 +129,7 @@ impl Engine {
                 break;
             }
             if self.is_self(a)
-                || self.table.contains(a)
+                || self.table.contains_id(a, id)
                 || self.candidate_set.contains(&a)
                 || !self.table.admits_id(a, id)
                 || !self.candidate_set.insert(a)
