@@ -466,13 +466,16 @@ impl Engine {
         // One more than we send only when the asker is in the table and so may be among
         // them: then a full nearest bucket needs no look at the deeper ones.
         let n = MAX_PEERS + usize::from(self.table.contains(asker));
-        self.table
-            .closest(target, n)
-            .iter()
-            .map(|c| c.addr())
-            .filter(|a| *a != asker)
-            .take(MAX_PEERS)
-            .collect()
+        let mut out = Vec::with_capacity(MAX_PEERS);
+        out.extend(
+            self.table
+                .closest(target, n)
+                .iter()
+                .map(|c| c.addr())
+                .filter(|a| *a != asker)
+                .take(MAX_PEERS),
+        );
+        out
     }
 
     /// Adds our own ping to a reply when `src` could join the table; returns false if it was

@@ -39,39 +39,36 @@ impl Message {
                 write!(out, "{{\"{name}\":{{}}}}")
             }
             Message::Peers { peers, target } => {
-                write!(out, "{{\"Peers\":{{\"peers\":")?;
-                write_addrs(out, peers)?;
-                if let Some(t) = target {
-                    write!(out, ",\"target\":\"{}\"", t.to_hex())?;
-                }
-                write!(out, "}}}}")
+                write_peers(out, peers, target.as_ref());
+                Ok(())
             }
             Message::PleaseAlwaysReturnThisMessage(e)
             | Message::AlwaysReturned(e)
             | Message::PleaseReturnThisMessage(e)
             | Message::ReturnedMessage(e) => write!(out, "{{\"{name}\":{}}}", e.as_json()),
             Message::WhereAreThey { target } => {
-                write!(out, "{{\"WhereAreThey\":{{\"target\":\"{}\"}}}}", target.to_hex())
+                out.extend_from_slice(b"{\"WhereAreThey\":{\"target\":\"");
+                target.write_hex(out);
+                out.extend_from_slice(b"\"}}");
+                Ok(())
             }
             Message::YourAddressIs { addr } => {
                 write!(out, "{{\"YourAddressIs\":{{\"addr\":\"{addr}\"}}}}")
             }
-            Message::PleaseSendContent { id, offset, length } => write!(
-                out,
-                "{{\"PleaseSendContent\":{{\"id\":\"{}\",\"offset\":{offset},\"length\":{length}}}}}",
-                id.to_hex()
-            ),
+            Message::PleaseSendContent { id, offset, length } => {
+                out.extend_from_slice(b"{\"PleaseSendContent\":{\"id\":\"");
+                id.write_hex(out);
+                write!(out, "\",\"offset\":{offset},\"length\":{length}}}}}")
+            }
             Message::Content {
                 id,
                 offset,
                 data,
                 eof,
             } => {
-                write!(
-                    out,
-                    "{{\"Content\":{{\"id\":\"{}\",\"offset\":{offset},\"base64\":\"",
-                    id.to_hex()
-                )?;
+                out.extend_from_slice(b"{\"Content\":{\"id\":\"");
+                id.write_hex(out);
+                write!(out, "\",\"offset\":{offset},\"base64\":\"")?;
                 // Straight into the packet, no intermediate string.
                 let start = out.len();
                 let b64 = base64_simd::STANDARD;
@@ -88,7 +85,11 @@ impl Message {
                 holders,
                 notes,
             } => {
-                write!(out, "{{\"MaybeTheyHaveSome\":{{\"id\":\"{}\",\"peers\":", id.to_hex())?;
+                write!(
+                    out,
+                    "{{\"MaybeTheyHaveSome\":{{\"id\":\"{}\",\"peers\":",
+                    id.to_hex()
+                )?;
                 write_addrs(out, peers)?;
                 let holders = (*holders).min(peers.len());
                 if holders > 0 {
@@ -125,6 +126,26 @@ impl Message {
             Message::Ignored(_) => write!(out, "{{\"{name}\":{{}}}}"),
         }
     }
+}
+
+/// `{"Peers":{"peers":[...],"target":"..."}}`, straight into `out`.
+fn write_peers(out: &mut Vec<u8>, peers: &[SocketAddr], target: Option<&NodeId>) {
+    out.extend_from_slice(PEERS_HEAD);
+    let _ = write_addrs(out, peers);
+    if let Some(t) = target {
+        out.extend_from_slice(TARGET_HEAD);
+        t.write_hex(out);
+        out.push(b'"');
+    }
+    out.extend_from_slice(b"}}");
+}
+
+const PEERS_HEAD: &[u8] = b"{\"Peers\":{\"peers\":";
+const TARGET_HEAD: &[u8] = b",\"target\":\"";
+
+/// Length of [`write_peers`]'s output for no peers.
+fn empty_peers_len(target: Option<&NodeId>) -> usize {
+    PEERS_HEAD.len() + "[]".len() + target.map_or(0, |_| TARGET_HEAD.len() + 64 + 1) + 2
 }
 
 fn write_addrs(out: &mut Vec<u8>, addrs: &[SocketAddr]) -> std::io::Result<()> {
@@ -211,14 +232,19 @@ impl PacketWriter {
 
     /// Appends `m` if it fits; returns whether it did.
     pub fn push(&mut self, m: &Message) -> bool {
-        // Written in place and cut back if it turns out too long: no scratch copy.
+        self.push_with(|buf| m.encode(buf))
+    }
+
+    /// Appends what `write` writes as one message, unless it is longer than [`Self::room`]:
+    /// written in place and cut back if it turns out too long (no scratch copy).
+    fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> bool {
         let room = self.room();
         let start = self.buf.len();
         if self.count > 0 {
             self.buf.push(b',');
         }
         let body = self.buf.len();
-        m.encode(&mut self.buf);
+        write(&mut self.buf);
         if self.buf.len() - body > room {
             self.buf.truncate(start);
             return false;
@@ -235,11 +261,9 @@ impl PacketWriter {
         target: Option<NodeId>,
         min: usize,
     ) -> Option<usize> {
-        let make = |n: usize| Message::Peers {
-            peers: peers[..n].to_vec(),
-            target,
-        };
-        self.push_longest(peers, min, make)
+        let n = self.fitting(peers, min, empty_peers_len(target.as_ref()))?;
+        self.push_with(|buf| write_peers(buf, &peers[..n], target.as_ref()))
+            .then_some(n)
     }
 
     /// Appends a `MaybeTheyHaveSome` with as many of `peers` as fit (at least `min`); the
@@ -284,9 +308,15 @@ impl PacketWriter {
         min: usize,
         make: impl Fn(usize) -> Message,
     ) -> Option<usize> {
-        // The message with no entries, then each entry adds its text, two quotes and a comma
-        // (none before the first).
-        let mut size = make(0).encoded_len();
+        let n = self.fitting(peers, min, make(0).encoded_len())?;
+        self.push(&make(n)).then_some(n)
+    }
+
+    /// How many of `peers` (in order, at least `min`) fit in a message that is `empty` bytes
+    /// long without them: each entry adds its text, two quotes and a comma (none before the
+    /// first).
+    fn fitting(&self, peers: &[SocketAddr], min: usize, empty: usize) -> Option<usize> {
+        let mut size = empty;
         let room = self.room();
         let mut n = 0;
         for a in peers {
@@ -297,10 +327,7 @@ impl PacketWriter {
             size += add;
             n += 1;
         }
-        if n < min || size > room {
-            return None;
-        }
-        self.push(&make(n)).then_some(n)
+        (n >= min && size <= room).then_some(n)
     }
 
     /// The finished datagram, or `None` if no message was written.
@@ -310,5 +337,48 @@ impl PacketWriter {
         }
         self.buf.push(b']');
         Some(self.buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn addr(v6: bool, a: u32, port: u16) -> SocketAddr {
+        if v6 {
+            SocketAddr::from((std::net::Ipv6Addr::from(u128::from(a) << 64 | 1), port))
+        } else {
+            SocketAddr::from((std::net::Ipv4Addr::from(a), port))
+        }
+    }
+
+    proptest! {
+        /// `push_peers` writes exactly what pushing the `Peers` message of the entries it
+        /// took writes, and takes as many as fit: one more would not.
+        #[test]
+        fn push_peers_is_the_longest_peers_message_that_fits(
+            raw in prop::collection::vec((any::<bool>(), any::<u32>(), any::<u16>()), 0..40),
+            target in prop::option::of(any::<[u8; 32]>()),
+            limit in 0usize..1200,
+            min in 0usize..4,
+        ) {
+            let peers: Vec<SocketAddr> = raw.iter().map(|&(v6, a, p)| addr(v6, a, p)).collect();
+            let target = target.map(NodeId);
+            let mut w = PacketWriter::new(limit);
+            let got = w.push_peers(&peers, target, min);
+            let message = |n: usize| Message::Peers { peers: peers[..n].to_vec(), target };
+            let fits = |n: usize| PacketWriter::new(limit).push(&message(n));
+            match got {
+                Some(n) => {
+                    prop_assert!(n >= min);
+                    let mut want = PacketWriter::new(limit);
+                    prop_assert!(want.push(&message(n)));
+                    prop_assert_eq!(w.finish(), want.finish());
+                    prop_assert!(n == peers.len() || !fits(n + 1));
+                }
+                None => prop_assert!(min > peers.len() || !fits(min)),
+            }
+        }
     }
 }
