@@ -324,8 +324,8 @@ fn node_mode(args: &[String]) {
         .map(|a| a.parse().expect("bootstrap address"))
         .collect();
     assert!(boot.iter().all(|a| a.ip() == std::net::Ipv4Addr::LOCALHOST));
-    // The same runtime as the binary's `main`.
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    // The same runtime as the binary's `main`: one thread.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
