@@ -10,7 +10,7 @@
 //!
 //! - Foundations: [`id`] (IDs, XOR distance, buckets), [`addr`] (canonical addresses,
 //!   subnets), [`time`] (the engine's clock type), [`wire`] (the cjp2p codec),
-//!   [`cookie`] (anti-spoofing cookies).
+//!   [`cookie`] (anti-spoofing cookies), [`hashing`] (maps keyed by network input).
 //! - Kademlia state: [`table`] (k-buckets with caps and replacement caches) and [`lookup`]
 //!   (the iterative lookup as a pure state machine), [`public_addr`] (address learning).
 //! - Protection: [`ratelimit`] (token buckets per source IP and for the whole node, charged
@@ -65,6 +65,7 @@ pub mod download;
 pub mod driver;
 pub mod engine;
 pub mod files;
+pub mod hashing;
 pub mod http;
 pub mod id;
 pub mod lookup;

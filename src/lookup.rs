@@ -12,9 +12,9 @@
 //! "Eclipse and Sybil attacks").
 
 use crate::addr::subnet;
+use crate::hashing::Set;
 use crate::id::{Distance, NodeId};
 use crate::time::Time;
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -148,7 +148,7 @@ pub struct Lookup {
     cfg: LookupConfig,
     started: Time,
     entries: Vec<Entry>,
-    known: HashSet<SocketAddr>,
+    known: Set<SocketAddr>,
     queried: u32,
     answered: u32,
     finished_at: Option<Time>,
@@ -172,7 +172,7 @@ impl Lookup {
             cfg,
             started: now,
             entries: Vec::new(),
-            known: HashSet::new(),
+            known: Set::default(),
             queried: 0,
             answered: 0,
             finished_at: None,

@@ -17,8 +17,8 @@
 //! requests, one for block requests of cookie-verified downloaders, and a global bucket
 //! for requests. Where in the packet handling it is charged: `src/engine/incoming.rs`.
 
+use crate::hashing::Map;
 use crate::time::Time;
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -152,7 +152,7 @@ pub struct PerSource {
     limit: Limit,
     max_entries: usize,
     slots: Vec<Slot>,
-    index: HashMap<SourceKey, usize>,
+    index: Map<SourceKey, usize>,
     /// Where the next eviction starts looking.
     hand: usize,
     next_sweep: Time,
@@ -166,7 +166,7 @@ impl PerSource {
             limit,
             max_entries: max_entries.max(1),
             slots: Vec::new(),
-            index: HashMap::new(),
+            index: Map::default(),
             hand: 0,
             next_sweep: Time::ZERO,
             evictions: 0,

@@ -28,6 +28,7 @@ pub use requests::LookupId;
 use crate::addr::canonical;
 use crate::config::Config;
 use crate::cookie::CookieJar;
+use crate::hashing::Set;
 use crate::id::NodeId;
 use crate::lookup::{Lookup, LookupResult};
 use crate::public_addr::AddressVotes;
@@ -37,7 +38,7 @@ use crate::table::{RoutingTable, Seen};
 use crate::time::Time;
 use peers::PeerBook;
 use requests::{Purpose, Requests};
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -167,7 +168,7 @@ pub struct Engine {
     dirty: BTreeSet<LookupId>,
     next_lookup: u64,
     candidates: VecDeque<SocketAddr>,
-    candidate_set: HashSet<SocketAddr>,
+    candidate_set: Set<SocketAddr>,
     bootstrap: Vec<SocketAddr>,
     saved: Vec<SocketAddr>,
     last_bootstrap: Option<Time>,
@@ -221,7 +222,7 @@ impl Engine {
             dirty: BTreeSet::new(),
             next_lookup: 1,
             candidates: VecDeque::new(),
-            candidate_set: HashSet::new(),
+            candidate_set: Set::default(),
             bootstrap: Vec::new(),
             saved: Vec::new(),
             last_bootstrap: None,

@@ -1,9 +1,9 @@
 //! What the engine remembers per remote address: its cookie, and whether it echoes ours.
 
 use crate::addr::PackedAddr;
+use crate::hashing::{map_with_capacity, Map};
 use crate::time::Time;
 use crate::wire::Echo;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 
 /// Longest cookie text kept inline in a book entry: telekad cookies are 16 hex digits, the
@@ -103,12 +103,12 @@ fn inline_text(e: &Echo) -> Option<&str> {
 /// tables still list), so that lookups stop waiting for them.
 #[derive(Debug, Clone)]
 pub(crate) struct PeerBook {
-    map: HashMap<PackedAddr, PeerInfo>,
+    map: Map<PackedAddr, PeerInfo>,
     /// Cookies too long or too unusual to keep inline (rare: other implementations).
-    raw_cookies: HashMap<PackedAddr, Box<str>>,
+    raw_cookies: Map<PackedAddr, Box<str>>,
     cap: usize,
     /// Unanswered requests in a row and when the last one expired (tenths of a second).
-    silent: HashMap<PackedAddr, (u8, u32)>,
+    silent: Map<PackedAddr, (u8, u32)>,
 }
 
 /// Most addresses tracked as silent.
@@ -127,10 +127,10 @@ fn deciseconds(now: Time) -> u32 {
 impl PeerBook {
     pub fn new(cap: usize) -> PeerBook {
         PeerBook {
-            map: HashMap::new(),
-            raw_cookies: HashMap::new(),
+            map: Map::default(),
+            raw_cookies: Map::default(),
             cap: cap.max(16),
-            silent: HashMap::new(),
+            silent: Map::default(),
         }
     }
 
@@ -257,7 +257,7 @@ impl PeerBook {
         }
         // Removals leave tombstones, and a table that runs out of room with more than half
         // its slots live doubles instead of cleaning up in place: rebuild it at its bound.
-        let mut fresh = HashMap::with_capacity(self.cap);
+        let mut fresh = map_with_capacity(self.cap);
         fresh.extend(self.map.drain());
         self.map = fresh;
     }

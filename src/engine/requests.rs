@@ -1,9 +1,10 @@
 //! Requests in flight: each carries a random nonce; an answer counts only if it comes from the
 //! very address the request went to, before the request expired.
 
+use crate::hashing::Map;
 use crate::id::NodeId;
 use crate::time::Time;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 /// Identifies a lookup run by the engine.
@@ -56,9 +57,9 @@ pub(crate) fn parse_nonce(text: &str) -> Option<u64> {
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Requests {
-    by_nonce: HashMap<u64, Request>,
+    by_nonce: Map<u64, Request>,
     by_expiry: BTreeSet<(Time, u64)>,
-    by_addr: HashMap<SocketAddr, Vec<u64>>,
+    by_addr: Map<SocketAddr, Vec<u64>>,
     pings: usize,
 }
 
@@ -184,7 +185,7 @@ impl Requests {
 }
 
 /// Shrinks a map whose capacity is far above its size (hash maps never shrink on their own).
-pub(crate) fn shrink_map<K: std::hash::Hash + Eq, V>(m: &mut HashMap<K, V>) {
+pub(crate) fn shrink_map<K: std::hash::Hash + Eq, V>(m: &mut Map<K, V>) {
     if m.capacity() > 4 * m.len() + 32 {
         m.shrink_to(2 * m.len());
     }
