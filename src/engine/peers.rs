@@ -6,9 +6,13 @@ use crate::time::Time;
 use crate::wire::Echo;
 use std::net::SocketAddr;
 
-/// Longest cookie text kept inline in a book entry: telekad cookies are 16 hex digits, the
-/// reference node's 8 characters.
-const INLINE_COOKIE: usize = 16;
+/// Bytes of cookie kept inline in a book entry: the reference node's cookies are 8
+/// characters, kept as they are; telekad's are 16 lowercase hex digits, kept as 8 bytes.
+const INLINE_COOKIE: usize = 8;
+/// Longest cookie text an entry gives back inline.
+const INLINE_TEXT: usize = 2 * INLINE_COOKIE;
+/// `cookie_len` of an entry whose cookie is 16 lowercase hex digits, kept as 8 bytes.
+const HEX_COOKIE: u8 = INLINE_TEXT as u8;
 /// `cookie_len` of an entry with no cookie.
 const NO_COOKIE: u8 = u8::MAX;
 /// `cookie_len` of an entry whose cookie body is kept verbatim in the book's side map.
@@ -16,10 +20,10 @@ const RAW_COOKIE: u8 = u8::MAX - 1;
 const ECHOES_OURS: u8 = 1;
 const TELEKAD: u8 = 2;
 
-/// What the book keeps per address, packed to 22 bytes with byte alignment: the cookie the
+/// What the book keeps per address, packed to 14 bytes with byte alignment: the cookie the
 /// peer asked us to return (`PleaseAlwaysReturnThisMessage`; the text of a plain
-/// `{"cookie":"..."}` of up to 16 characters inline, any other body in a side map), two flags
-/// and when it was last heard.
+/// `{"cookie":"..."}` inline if it is up to 8 plain characters or 16 lowercase hex digits,
+/// any other body in a side map), two flags and when it was last heard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PeerInfo {
     cookie_len: u8,
@@ -77,16 +81,61 @@ impl PeerInfo {
     }
 
     /// The inline cookie text, if the cookie is kept inline.
-    fn inline_cookie(&self) -> Option<&str> {
-        let len = usize::from(self.cookie_len);
-        (len <= INLINE_COOKIE)
-            .then(|| std::str::from_utf8(&self.cookie[..len]).ok())
-            .flatten()
+    fn inline_cookie(&self) -> Option<InlineText> {
+        let mut text = InlineText([0; INLINE_TEXT], 0);
+        match self.cookie_len {
+            HEX_COOKIE => {
+                const DIGITS: &[u8; 16] = b"0123456789abcdef";
+                for (pair, b) in text.0.chunks_exact_mut(2).zip(self.cookie) {
+                    pair[0] = DIGITS[usize::from(b >> 4)];
+                    pair[1] = DIGITS[usize::from(b & 15)];
+                }
+                text.1 = INLINE_TEXT;
+            }
+            len if usize::from(len) <= INLINE_COOKIE => {
+                let len = usize::from(len);
+                text.0[..len].copy_from_slice(&self.cookie[..len]);
+                text.1 = len;
+            }
+            _ => return None,
+        }
+        Some(text)
+    }
+
+    /// Keeps `text` (as [`inline_text`] accepted it) inline.
+    fn set_inline_cookie(&mut self, text: &str) {
+        self.cookie = [0; INLINE_COOKIE];
+        if text.len() == INLINE_TEXT {
+            let nibble = |c: u8| {
+                if c.is_ascii_digit() {
+                    c - b'0'
+                } else {
+                    c - b'a' + 10
+                }
+            };
+            for (b, pair) in self.cookie.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
+                *b = nibble(pair[0]) << 4 | nibble(pair[1]);
+            }
+            self.cookie_len = HEX_COOKIE;
+        } else {
+            self.cookie[..text.len()].copy_from_slice(text.as_bytes());
+            self.cookie_len = text.len() as u8;
+        }
     }
 }
 
-/// The text of a `{"cookie":"..."}` body if it can be kept inline: at most 16 plain ASCII
-/// characters, so that writing it back gives the same bytes.
+/// A cookie text rebuilt from an entry: bytes and length.
+struct InlineText([u8; INLINE_TEXT], usize);
+
+impl InlineText {
+    fn as_str(&self) -> &str {
+        // Only plain ASCII is ever kept inline (see `inline_text`).
+        std::str::from_utf8(&self.0[..self.1]).unwrap_or_default()
+    }
+}
+
+/// The text of a `{"cookie":"..."}` body if it can be kept inline, so that writing it back
+/// gives the same bytes: at most 8 plain ASCII characters, or 16 lowercase hex digits.
 fn inline_text(e: &Echo) -> Option<&str> {
     let inner = e
         .as_json()
@@ -95,7 +144,11 @@ fn inline_text(e: &Echo) -> Option<&str> {
     let plain = inner
         .bytes()
         .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
-    (plain && inner.len() <= INLINE_COOKIE).then_some(inner)
+    let hex = inner.len() == INLINE_TEXT
+        && inner
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    ((plain && inner.len() <= INLINE_COOKIE) || hex).then_some(inner)
 }
 
 /// A bounded map of remote addresses; the least recently heard are forgotten first. It also
@@ -156,7 +209,7 @@ impl PeerBook {
         let cookie = match info.cookie_len {
             NO_COOKIE => None,
             RAW_COOKIE => self.raw_cookies.get(&key).map(|raw| Echo::raw(raw)),
-            _ => info.inline_cookie().map(Echo::cookie),
+            _ => info.inline_cookie().map(|t| Echo::cookie(t.as_str())),
         };
         (Some(*info), cookie)
     }
@@ -169,12 +222,10 @@ impl PeerBook {
             return false;
         };
         if let Some(text) = inline_text(e) {
-            if info.inline_cookie() == Some(text) {
+            if info.inline_cookie().is_some_and(|t| t.as_str() == text) {
                 return false;
             }
-            info.cookie_len = text.len() as u8;
-            info.cookie = [0; INLINE_COOKIE];
-            info.cookie[..text.len()].copy_from_slice(text.as_bytes());
+            info.set_inline_cookie(text);
             self.raw_cookies.remove(&key);
             return true;
         }
@@ -269,7 +320,7 @@ mod tests {
 
     #[test]
     fn entries_stay_compact() {
-        assert_eq!(std::mem::size_of::<(PackedAddr, PeerInfo)>(), 40);
+        assert_eq!(std::mem::size_of::<(PackedAddr, PeerInfo)>(), 32);
         let a: SocketAddr = "127.0.0.1:5".parse().unwrap();
         let b: SocketAddr = "[::1]:5".parse().unwrap();
         assert_ne!(PackedAddr::new(&a), PackedAddr::new(&b));
@@ -344,5 +395,23 @@ mod tests {
         }
         assert!(book.get(&a).is_none());
         assert!(book.raw_cookies.is_empty());
+    }
+
+    proptest::proptest! {
+        /// Any cookie text comes back byte for byte, whichever way it is kept (8 plain
+        /// characters as they are, 16 lowercase hex digits as 8 bytes, anything else in the
+        /// side map), and only telekad- and reference-style cookies stay inline.
+        #[test]
+        fn any_cookie_text_comes_back(text in "[0-9a-fA-F]{16}|[0-9a-f]{15,17}|[ -~]{0,20}") {
+            let a: SocketAddr = "127.0.0.1:5".parse().unwrap();
+            let mut book = PeerBook::new(16);
+            book.heard(a, Time::ZERO);
+            let e = Echo::cookie(&text);
+            book.set_their_cookie(&a, &e);
+            proptest::prop_assert_eq!(book.their_cookie(&a), Some(e.clone()));
+            let hex16 = text.len() == 16 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            let plain8 = text.len() <= 8 && text.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+            proptest::prop_assert_eq!(book.raw_cookies.is_empty(), hex16 || plain8);
+        }
     }
 }
