@@ -12,16 +12,37 @@ pub struct NodeId(pub [u8; 32]);
 /// Lowercase hex of `bytes`, by table (the `hex` crate's iterator-based encoder showed up
 /// in profiles of the answer path).
 pub fn hex_lower(bytes: &[u8]) -> String {
-    let mut s = Vec::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(HEX_DIGITS[usize::from(b >> 4)]);
-        s.push(HEX_DIGITS[usize::from(b & 15)]);
-    }
+    let mut s = vec![0u8; bytes.len() * 2];
+    hex_into(bytes, &mut s);
     // Only ASCII digits and letters were written.
     String::from_utf8(s).unwrap_or_default()
 }
 
 const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// Writes the lowercase hex of `bytes` into the first `2 * bytes.len()` bytes of `out`.
+pub(crate) fn hex_into(bytes: &[u8], out: &mut [u8]) {
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX_DIGITS[usize::from(b >> 4)];
+        pair[1] = HEX_DIGITS[usize::from(b & 15)];
+    }
+}
+
+/// Reads hex digits (either case) from `text` into `out`, two digits a byte; false (with
+/// `out` partly written) if a character is not a hex digit.
+pub(crate) fn unhex_into(text: &[u8], out: &mut [u8]) -> bool {
+    for (o, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+        let (hi, lo) = (
+            HEX_VALUE[usize::from(pair[0])],
+            HEX_VALUE[usize::from(pair[1])],
+        );
+        if (hi | lo) > 0x0f {
+            return false;
+        }
+        *o = hi << 4 | lo;
+    }
+    true
+}
 
 /// `HEX_VALUE[byte]`: the value of a hex digit (either case), or [`NOT_HEX`]. Every ID in
 /// every request is read through it (the `hex` crate's decoder showed up in profiles).
@@ -158,15 +179,8 @@ impl NodeId {
             return Err(IdError::Length(s.len()));
         }
         let mut out = [0u8; 32];
-        for (o, pair) in out.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
-            let (hi, lo) = (
-                HEX_VALUE[usize::from(pair[0])],
-                HEX_VALUE[usize::from(pair[1])],
-            );
-            if (hi | lo) > 0x0f {
-                return Err(IdError::NotHex);
-            }
-            *o = hi << 4 | lo;
+        if !unhex_into(s.as_bytes(), &mut out) {
+            return Err(IdError::NotHex);
         }
         Ok(NodeId(out))
     }
@@ -179,10 +193,7 @@ impl NodeId {
     /// Appends [`NodeId::to_hex`] to `out` (no intermediate string).
     pub fn write_hex(&self, out: &mut Vec<u8>) {
         let mut digits = [0u8; 64];
-        for (pair, b) in digits.chunks_exact_mut(2).zip(self.0) {
-            pair[0] = HEX_DIGITS[usize::from(b >> 4)];
-            pair[1] = HEX_DIGITS[usize::from(b & 15)];
-        }
+        hex_into(&self.0, &mut digits);
         out.extend_from_slice(&digits);
     }
 
@@ -262,16 +273,6 @@ impl Distance {
     /// Lowercase hex, 64 digits.
     pub fn to_hex(&self) -> String {
         hex_lower(&self.0)
-    }
-
-    /// Appends [`NodeId::to_hex`] to `out` (no intermediate string).
-    pub fn write_hex(&self, out: &mut Vec<u8>) {
-        let mut digits = [0u8; 64];
-        for (pair, b) in digits.chunks_exact_mut(2).zip(self.0) {
-            pair[0] = HEX_DIGITS[usize::from(b >> 4)];
-            pair[1] = HEX_DIGITS[usize::from(b & 15)];
-        }
-        out.extend_from_slice(&digits);
     }
 
     /// The distance as a float, log2 scale (0 for equal IDs): handy for human output.

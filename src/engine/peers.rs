@@ -85,11 +85,7 @@ impl PeerInfo {
         let mut text = InlineText([0; INLINE_TEXT], 0);
         match self.cookie_len {
             HEX_COOKIE => {
-                const DIGITS: &[u8; 16] = b"0123456789abcdef";
-                for (pair, b) in text.0.chunks_exact_mut(2).zip(self.cookie) {
-                    pair[0] = DIGITS[usize::from(b >> 4)];
-                    pair[1] = DIGITS[usize::from(b & 15)];
-                }
+                crate::id::hex_into(&self.cookie, &mut text.0);
                 text.1 = INLINE_TEXT;
             }
             len if usize::from(len) <= INLINE_COOKIE => {
@@ -105,21 +101,15 @@ impl PeerInfo {
     /// Keeps `text` (as [`inline_text`] accepted it) inline.
     fn set_inline_cookie(&mut self, text: &str) {
         self.cookie = [0; INLINE_COOKIE];
-        if text.len() == INLINE_TEXT {
-            let nibble = |c: u8| {
-                if c.is_ascii_digit() {
-                    c - b'0'
-                } else {
-                    c - b'a' + 10
-                }
-            };
-            for (b, pair) in self.cookie.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
-                *b = nibble(pair[0]) << 4 | nibble(pair[1]);
-            }
+        // `inline_text` lets through only lowercase hex digits at this length.
+        if text.len() == INLINE_TEXT && crate::id::unhex_into(text.as_bytes(), &mut self.cookie) {
             self.cookie_len = HEX_COOKIE;
-        } else {
-            self.cookie[..text.len()].copy_from_slice(text.as_bytes());
+        } else if let Some(inline) = self.cookie.get_mut(..text.len()) {
+            inline.copy_from_slice(text.as_bytes());
             self.cookie_len = text.len() as u8;
+        } else {
+            // Not reachable through `inline_text`; nothing is kept rather than a part.
+            self.cookie_len = NO_COOKIE;
         }
     }
 }
