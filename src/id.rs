@@ -72,13 +72,16 @@ pub struct Distance(pub [u8; 32]);
 impl Distance {
     /// The four 64-bit words, most significant first (the same order as the bytes).
     fn words(&self) -> [u64; 4] {
-        let w = |i: usize| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&self.0[i * 8..i * 8 + 8]);
-            u64::from_be_bytes(b)
-        };
+        let w = |i| word(&self.0, i);
         [w(0), w(1), w(2), w(3)]
     }
+}
+
+/// The `i`th 64-bit big-endian word of a 256-bit value.
+fn word(bytes: &[u8; 32], i: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
+    u64::from_be_bytes(b)
 }
 
 impl Ord for Distance {
@@ -209,12 +212,7 @@ impl NodeId {
     /// The first 64 bits of [`NodeId::distance`], as a number: ordering by it orders by
     /// distance except between distances that share those 64 bits.
     pub fn distance_prefix(&self, other: &NodeId) -> u64 {
-        let w = |id: &NodeId| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&id.0[..8]);
-            u64::from_be_bytes(b)
-        };
-        w(self) ^ w(other)
+        word(&self.0, 0) ^ word(&other.0, 0)
     }
 
     /// The k-bucket `other` falls into as seen from `self`: the length of the common prefix

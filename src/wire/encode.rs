@@ -85,11 +85,9 @@ impl Message {
                 holders,
                 notes,
             } => {
-                write!(
-                    out,
-                    "{{\"MaybeTheyHaveSome\":{{\"id\":\"{}\",\"peers\":",
-                    id.to_hex()
-                )?;
+                out.extend_from_slice(b"{\"MaybeTheyHaveSome\":{\"id\":\"");
+                id.write_hex(out);
+                out.extend_from_slice(b"\",\"peers\":");
                 write_addrs(out, peers)?;
                 let holders = (*holders).min(peers.len());
                 if holders > 0 {
@@ -103,7 +101,9 @@ impl Message {
                 write!(out, "}}}}")
             }
             Message::IHaveSome { id, note } => {
-                write!(out, "{{\"IHaveSome\":{{\"id\":\"{}\"", id.to_hex())?;
+                out.extend_from_slice(b"{\"IHaveSome\":{\"id\":\"");
+                id.write_hex(out);
+                out.push(b'"');
                 if !note.is_empty() {
                     out.extend_from_slice(b",\"note\":");
                     serde_json::to_writer(&mut *out, note).map_err(std::io::Error::other)?;
@@ -111,7 +111,10 @@ impl Message {
                 write!(out, "}}}}")
             }
             Message::WhoHasSome { id } => {
-                write!(out, "{{\"WhoHasSome\":{{\"id\":\"{}\"}}}}", id.to_hex())
+                out.extend_from_slice(b"{\"WhoHasSome\":{\"id\":\"");
+                id.write_hex(out);
+                out.extend_from_slice(b"\"}}");
+                Ok(())
             }
             Message::SupportedMessages => {
                 write!(out, "{{\"SupportedMessages\":{{\"schema\":{{\"messages\":")?;
