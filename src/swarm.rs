@@ -83,6 +83,9 @@ pub struct LookupStats {
     pub latency_ms_p99: f64,
     /// Mean datagrams per lookup (queries sent plus answers received).
     pub datagrams_per_lookup: f64,
+    /// Process CPU time over the batch divided by its lookups, milliseconds (every node's
+    /// share of the work: queries, answers and the asking nodes' bookkeeping).
+    pub cpu_ms_per_lookup: f64,
 }
 
 impl LookupStats {
@@ -357,6 +360,7 @@ impl Swarm {
             .collect();
         let concurrency = concurrency.max(1);
         let mut results = Vec::with_capacity(count);
+        let cpu0 = crate::procstat::cpu_time();
         // Keep `concurrency` lookups in flight: a new one starts as soon as one ends.
         let mut set = tokio::task::JoinSet::new();
         let mut next = jobs.iter();
@@ -375,6 +379,10 @@ impl Swarm {
                 None => break,
             }
         }
+        let cpu = match (cpu0, crate::procstat::cpu_time()) {
+            (Some(a), Some(b)) => b.saturating_sub(a).as_secs_f64() * 1000.0,
+            _ => f64::NAN,
+        };
         let mut hops: Vec<f64> = results.iter().map(|r| f64::from(r.hops)).collect();
         let mut ms: Vec<f64> = results
             .iter()
@@ -394,6 +402,7 @@ impl Swarm {
             latency_ms_p95: percentile(&mut ms, 0.95),
             latency_ms_p99: percentile(&mut ms, 0.99),
             datagrams_per_lookup: datagrams as f64 / results.len().max(1) as f64,
+            cpu_ms_per_lookup: cpu / count.max(1) as f64,
         }
     }
 

@@ -224,13 +224,14 @@ fn print_table(
         row(
             "",
             format!(
-                "hops p50 {} p95 {}; latency p50 {:.2} ms p95 {:.2} ms p99 {:.2} ms; {:.1} datagrams/lookup",
+                "hops p50 {} p95 {}; latency p50 {:.2} ms p95 {:.2} ms p99 {:.2} ms; {:.1} datagrams and {:.2} ms CPU per lookup",
                 l.hops_p50,
                 l.hops_p95,
                 l.latency_ms_p50,
                 l.latency_ms_p95,
                 l.latency_ms_p99,
-                l.datagrams_per_lookup
+                l.datagrams_per_lookup,
+                l.cpu_ms_per_lookup
             ),
         );
     }
