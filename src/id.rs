@@ -75,6 +75,21 @@ impl Distance {
         let w = |i| word(&self.0, i);
         [w(0), w(1), w(2), w(3)]
     }
+
+    /// The first 64 bits, as a number (see [`NodeId::distance_prefix`]).
+    pub fn prefix(&self) -> u64 {
+        word(&self.0, 0)
+    }
+
+    /// The ID at this distance from `from`: XOR is its own inverse, so a list of distances
+    /// to one target need not also keep the IDs.
+    pub fn from(&self, from: &NodeId) -> NodeId {
+        let mut id = [0u8; 32];
+        for (i, b) in id.iter_mut().enumerate() {
+            *b = self.0[i] ^ from.0[i];
+        }
+        NodeId(id)
+    }
 }
 
 /// The `i`th 64-bit big-endian word of a 256-bit value.

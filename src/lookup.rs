@@ -11,7 +11,7 @@
 //! nearest places with its own addresses, however near their IDs lie (spec/simulation.md,
 //! "Eclipse and Sybil attacks").
 
-use crate::addr::subnet;
+use crate::addr::PackedAddr;
 use crate::hashing::Set;
 use crate::id::{Distance, NodeId};
 use crate::time::Time;
@@ -95,14 +95,15 @@ pub enum PeerState {
     Failed,
 }
 
+/// One candidate: 96 bytes (its ID is `dist` from the target, not kept twice; its address
+/// packed). A lookup holds up to 8k of them while it runs, a joining node several lookups.
 #[derive(Debug, Clone)]
 struct Entry {
-    addr: SocketAddr,
-    id: NodeId,
     dist: Distance,
-    hop: u32,
-    state: PeerState,
+    addr: PackedAddr,
+    hop: u16,
     attempts: u8,
+    state: PeerState,
     /// When it was first asked (RTTs in results run from here).
     asked_at: Time,
 }
@@ -148,7 +149,9 @@ pub struct Lookup {
     cfg: LookupConfig,
     started: Time,
     entries: Vec<Entry>,
-    known: Set<SocketAddr>,
+    /// The first 64 bits of the distance of every address met (the hash of an address is
+    /// its ID, so this tells addresses apart without keeping them: 8 bytes each, not 32).
+    known: Set<u64>,
     queried: u32,
     answered: u32,
     finished_at: Option<Time>,
@@ -197,27 +200,31 @@ impl Lookup {
     }
 
     fn add(&mut self, addr: SocketAddr, id: NodeId, hop: u32) {
-        if !self.known.insert(addr) {
+        let dist = id.distance(&self.target);
+        if !self.known.insert(dist.prefix()) {
             return;
         }
-        let dist = id.distance(&self.target);
-        let at = self
-            .entries
-            .partition_point(|e| (e.dist, e.id) < (dist, id));
+        let at = self.entries.partition_point(|e| e.dist < dist);
         if at >= self.capacity() {
             return;
         }
-        if !self.make_room(addr, at) {
-            self.known.remove(&addr);
+        let addr = PackedAddr::new(&crate::addr::canonical(addr));
+        if !self.make_room(&addr, at) {
+            self.known.remove(&dist.prefix());
             return;
+        }
+        if self.entries.len() == self.entries.capacity() {
+            // Grow by doubling, but not past the bound (plus the one that may go over it).
+            let cap = self.capacity() + 1;
+            let want = (self.entries.capacity().max(4) * 2).min(cap.max(self.entries.len() + 1));
+            self.entries.reserve_exact(want - self.entries.len());
         }
         self.entries.insert(
             at,
             Entry {
                 addr,
-                id,
                 dist,
-                hop,
+                hop: u16::try_from(hop).unwrap_or(u16::MAX),
                 state: PeerState::NotContacted,
                 attempts: 0,
                 asked_at: Time::ZERO,
@@ -235,28 +242,25 @@ impl Lookup {
     /// Applies the diversity caps to a newcomer at `addr` that would go in at position `at`:
     /// true if it may go in, having evicted (and forgotten) the farthest not-yet-asked
     /// candidate of a full IP or subnet if that one lies beyond `at`.
-    fn make_room(&mut self, addr: SocketAddr, at: usize) -> bool {
+    fn make_room(&mut self, addr: &PackedAddr, at: usize) -> bool {
         let (ip_cap, net_cap) = (self.cfg.max_per_ip, self.cfg.max_per_subnet);
         if ip_cap == 0 && net_cap == 0 {
             return true;
         }
-        let ip = crate::addr::canonical(addr).ip();
-        let net = subnet(ip);
         let (mut same_ip, mut same_net) = (0, 0);
         let (mut last_ip, mut last_net) = (None, None);
         for (i, e) in self.entries.iter().enumerate() {
             if e.state == PeerState::Failed {
                 continue;
             }
-            let eip = crate::addr::canonical(e.addr).ip();
             let spare = i >= at && e.state == PeerState::NotContacted;
-            if eip == ip {
+            if e.addr.same_ip(addr) {
                 same_ip += 1;
                 if spare {
                     last_ip = Some(i);
                 }
             }
-            if subnet(eip) == net {
+            if e.addr.same_subnet(addr) {
                 same_net += 1;
                 if spare {
                     last_net = Some(i);
@@ -277,7 +281,7 @@ impl Lookup {
             return true;
         };
         let gone = self.entries.remove(evict);
-        self.known.remove(&gone.addr);
+        self.known.remove(&gone.dist.prefix());
         true
     }
 
@@ -394,8 +398,8 @@ impl Lookup {
             self.entries[i].asked_at = now;
         }
         self.entries[i].attempts += 1;
-        let timeout =
-            timeout_for(self.entries[i].addr).clamp(self.cfg.min_timeout, self.cfg.max_timeout);
+        let addr = self.entries[i].addr.get();
+        let timeout = timeout_for(addr).clamp(self.cfg.min_timeout, self.cfg.max_timeout);
         self.entries[i].state = PeerState::Waiting {
             sent: now,
             slow_at: now + timeout,
@@ -407,7 +411,7 @@ impl Lookup {
                 .map_or(now + timeout, |t| t.min(now + timeout)),
         );
         self.queried += 1;
-        Some(self.entries[i].addr)
+        Some(addr)
     }
 
     /// The next time [`Lookup::poll`] has something to do on its own.
@@ -421,6 +425,7 @@ impl Lookup {
 
     /// Whether `addr` has a query of this lookup outstanding (waiting or slow).
     pub fn is_waiting_for(&self, addr: SocketAddr) -> bool {
+        let addr = PackedAddr::new(&crate::addr::canonical(addr));
         self.entries.iter().any(|e| {
             e.addr == addr
                 && matches!(
@@ -451,6 +456,7 @@ impl Lookup {
         if self.finished_at.is_some() {
             return false;
         }
+        let addr = PackedAddr::new(&crate::addr::canonical(addr));
         let Some(e) = self.entries.iter_mut().find(|e| e.addr == addr) else {
             return false;
         };
@@ -463,7 +469,7 @@ impl Lookup {
         e.state = PeerState::Succeeded {
             rtt: now.since(sent),
         };
-        let hop = e.hop + 1;
+        let hop = u32::from(e.hop) + 1;
         self.answered += 1;
         for (p, id) in peers.iter().take(self.cfg.max_from_answer) {
             self.add(*p, *id, hop);
@@ -474,6 +480,7 @@ impl Lookup {
     /// The query to `addr` is lost (the owner knows better than the timer, e.g. an ICMP error
     /// or a request that could not be sent).
     pub fn on_failure(&mut self, addr: SocketAddr) {
+        let addr = PackedAddr::new(&crate::addr::canonical(addr));
         if let Some(e) = self.entries.iter_mut().find(|e| e.addr == addr) {
             if matches!(e.state, PeerState::Waiting { .. }) {
                 self.waiting -= usize::from(e.attempts <= 1);
@@ -499,7 +506,7 @@ impl Lookup {
 
     /// The current state of every candidate, nearest first (for tests and diagnostics).
     pub fn states(&self) -> impl Iterator<Item = (SocketAddr, PeerState)> + '_ {
-        self.entries.iter().map(|e| (e.addr, e.state))
+        self.entries.iter().map(|e| (e.addr.get(), e.state))
     }
 
     /// The result so far (final once [`Lookup::is_finished`]).
@@ -509,10 +516,10 @@ impl Lookup {
             .iter()
             .filter_map(|e| match e.state {
                 PeerState::Succeeded { rtt } => Some(Found {
-                    addr: e.addr,
-                    id: e.id,
+                    addr: e.addr.get(),
+                    id: e.dist.from(&self.target),
                     rtt,
-                    hop: e.hop,
+                    hop: u32::from(e.hop),
                 }),
                 _ => None,
             })
@@ -607,6 +614,31 @@ mod tests {
         assert!(l.on_success(other, &net, Time::from_millis(7)));
         let fresh = live(&l).iter().filter(|a| net.contains(a)).count();
         assert_eq!(fresh, 8, "8 places free again, filled by the 12 left out");
+    }
+
+    #[test]
+    fn candidates_stay_compact() {
+        assert!(std::mem::size_of::<Entry>() <= 96);
+        // The candidate list grows to its bound plus one, not to the next power of two.
+        let target = NodeId::hash(b"t");
+        let cfg = LookupConfig {
+            max_per_ip: 0,
+            max_per_subnet: 0,
+            ..LookupConfig::default()
+        };
+        let seeds = (0..1000u32).map(|i| at((i >> 8) as u8, i as u8, 1, 7));
+        let l = Lookup::new(target, cfg.clone(), Time::ZERO, seeds);
+        assert_eq!(l.entries.len(), cfg.k * 8);
+        assert!(
+            l.entries.capacity() <= cfg.k * 8 + 1,
+            "{}",
+            l.entries.capacity()
+        );
+        // The IDs given back are the ones the distances were taken from.
+        let r = l.states().take(3).collect::<Vec<_>>();
+        for (i, (addr, _)) in r.iter().enumerate() {
+            assert_eq!(l.entries[i].dist.from(&target), NodeId::of_addr(*addr));
+        }
     }
 
     #[test]
