@@ -596,7 +596,9 @@ impl Driver {
                 }
             }
         }
-        batch.clear();
+        for t in batch.drain(..) {
+            crate::wire::recycle(t.payload);
+        }
         // Back into this thread's slot (the task may have moved threads while it waited).
         BATCH.set(batch);
         while let Some(ev) = self.engine.poll_event() {

@@ -368,39 +368,76 @@ impl RoutingTable {
 
     /// The `n` contacts closest to `target`, nearest first (ties cannot occur: IDs differ).
     pub fn closest(&self, target: &NodeId, n: usize) -> Vec<&Contact> {
-        let mut out: Vec<&Contact> = Vec::with_capacity(n + self.cfg.k);
+        self.nearest(target, n, None)
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect()
+    }
+
+    /// The addresses of the `n` contacts closest to `target`, nearest first, leaving out
+    /// `except`, appended to `out` (the answer to every `WhereAreThey`: no list of contacts
+    /// in between).
+    pub fn closest_addrs(
+        &self,
+        target: &NodeId,
+        n: usize,
+        except: Option<SocketAddr>,
+        out: &mut Vec<SocketAddr>,
+    ) {
+        let except = except.map(|a| PackedAddr::new(&crate::addr::canonical(a)));
+        out.extend(
+            self.nearest(target, n, except)
+                .iter()
+                .map(|(_, c)| c.addr()),
+        );
+    }
+
+    /// The `n` contacts nearest to `target` (not `except`), nearest first, each with the
+    /// first 64 bits of its distance.
+    fn nearest<'a>(
+        &'a self,
+        target: &NodeId,
+        n: usize,
+        except: Option<PackedAddr>,
+    ) -> Vec<(u64, &'a Contact)> {
+        let mut keyed: Vec<(u64, &Contact)> = Vec::with_capacity(n + self.cfg.k);
         if n == 0 {
-            return out;
+            return keyed;
         }
         let depth = self.buckets.len();
         let buckets = &self.buckets;
-        fn take<'a>(buckets: &'a [Bucket], i: usize, out: &mut Vec<&'a Contact>) {
+        let take = |i: usize, out: &mut Vec<(u64, &'a Contact)>| {
             if let Some(b) = buckets.get(i) {
-                out.extend(b.entries.iter());
+                out.extend(
+                    b.entries
+                        .iter()
+                        .filter(|c| except != Some(c.addr))
+                        .map(|c| (c.id.distance_prefix(target), c)),
+                );
             }
-        }
+        };
         match self.own.bucket_index(target) {
             Some(d) => {
                 // Bucket d is nearest, then every deeper bucket together, then d-1 down to 0.
-                take(buckets, d, &mut out);
-                if out.len() < n {
+                take(d, &mut keyed);
+                if keyed.len() < n {
                     for i in d + 1..depth {
-                        take(buckets, i, &mut out);
+                        take(i, &mut keyed);
                     }
                 }
                 for i in (0..d.min(depth)).rev() {
-                    if out.len() >= n {
+                    if keyed.len() >= n {
                         break;
                     }
-                    take(buckets, i, &mut out);
+                    take(i, &mut keyed);
                 }
             }
             None => {
                 for i in (0..depth).rev() {
-                    if out.len() >= n {
+                    if keyed.len() >= n {
                         break;
                     }
-                    take(buckets, i, &mut out);
+                    take(i, &mut keyed);
                 }
             }
         }
@@ -410,17 +447,13 @@ impl RoutingTable {
             a.0.cmp(&b.0)
                 .then_with(|| a.1.id.distance(target).cmp(&b.1.id.distance(target)))
         };
-        let mut keyed: Vec<(u64, &Contact)> = out
-            .into_iter()
-            .map(|c| (c.id.distance_prefix(target), c))
-            .collect();
         // Only the n nearest need ordering: select them first, then sort just those.
         if keyed.len() > n {
             keyed.select_nth_unstable_by(n - 1, full);
             keyed.truncate(n);
         }
         keyed.sort_unstable_by(full);
-        keyed.into_iter().map(|(_, c)| c).collect()
+        keyed
     }
 
     /// Marks bucket `index` as active now (a lookup went through its range).

@@ -463,18 +463,9 @@ impl Engine {
 
     /// Up to [`MAX_PEERS`] contacts closest to `target`, leaving out `asker`.
     fn closest_except(&self, target: &NodeId, asker: SocketAddr) -> Vec<SocketAddr> {
-        // One more than we send only when the asker is in the table and so may be among
-        // them: then a full nearest bucket needs no look at the deeper ones.
-        let n = MAX_PEERS + usize::from(self.table.contains(asker));
         let mut out = Vec::with_capacity(MAX_PEERS);
-        out.extend(
-            self.table
-                .closest(target, n)
-                .iter()
-                .map(|c| c.addr())
-                .filter(|a| *a != asker)
-                .take(MAX_PEERS),
-        );
+        self.table
+            .closest_addrs(target, MAX_PEERS, Some(asker), &mut out);
         out
     }
 

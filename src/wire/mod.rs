@@ -8,7 +8,7 @@ mod decode;
 mod encode;
 
 pub use decode::{decode, Decoded, PacketError};
-pub use encode::{encode_packet, PacketWriter};
+pub use encode::{encode_packet, recycle, PacketWriter};
 
 use crate::id::NodeId;
 use serde_json::value::RawValue;
