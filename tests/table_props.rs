@@ -171,8 +171,8 @@ proptest! {
     }
 }
 
-/// With thousands of distinct addresses (no caps biting), closest() over a large table equals
-/// brute force for many random targets, including the own ID.
+/// With thousands of distinct addresses (no caps biting), closest() and closest_addrs() over
+/// a large table equal brute force for many random targets, including the own ID.
 #[test]
 fn closest_equals_brute_force_on_a_large_table() {
     let cfg = TableConfig {
@@ -205,8 +205,21 @@ fn closest_equals_brute_force_on_a_large_table() {
                 .map(|(id, a)| (id.distance(&target), *a))
                 .collect();
             all.sort();
-            let want: Vec<SocketAddr> = all.into_iter().take(n).map(|(_, a)| a).collect();
+            let want: Vec<SocketAddr> = all.iter().take(n).map(|(_, a)| *a).collect();
             assert_eq!(got, want);
+            // The answer to a WhereAreThey: the same, leaving out the asker (the nearest
+            // contact, a farther one, or an address the table does not hold).
+            for except in [all[0].1, all[n].1, own] {
+                let mut got = Vec::new();
+                t.closest_addrs(&target, n, Some(except), &mut got);
+                let want: Vec<SocketAddr> = all
+                    .iter()
+                    .map(|(_, a)| *a)
+                    .filter(|a| *a != except)
+                    .take(n)
+                    .collect();
+                assert_eq!(got, want, "leaving out {except}");
+            }
         }
     }
 }
