@@ -213,12 +213,9 @@ impl Lookup {
             self.known.remove(&dist.prefix());
             return;
         }
-        if self.entries.len() == self.entries.capacity() {
-            // Grow by doubling, but not past the bound (plus the one that may go over it).
-            let cap = self.capacity() + 1;
-            let want = (self.entries.capacity().max(4) * 2).min(cap.max(self.entries.len() + 1));
-            self.entries.reserve_exact(want - self.entries.len());
-        }
+        // The list holds its bound plus, for a moment, the one that may go over it.
+        let bound = self.capacity() + 1;
+        crate::table::make_room_for_one(&mut self.entries, bound);
         self.entries.insert(
             at,
             Entry {
@@ -517,7 +514,7 @@ impl Lookup {
             .filter_map(|e| match e.state {
                 PeerState::Succeeded { rtt } => Some(Found {
                     addr: e.addr.get(),
-                    id: e.dist.from(&self.target),
+                    id: e.dist.id_from(&self.target),
                     rtt,
                     hop: u32::from(e.hop),
                 }),
@@ -637,7 +634,7 @@ mod tests {
         // The IDs given back are the ones the distances were taken from.
         let r = l.states().take(3).collect::<Vec<_>>();
         for (i, (addr, _)) in r.iter().enumerate() {
-            assert_eq!(l.entries[i].dist.from(&target), NodeId::of_addr(*addr));
+            assert_eq!(l.entries[i].dist.id_from(&target), NodeId::of_addr(*addr));
         }
     }
 
