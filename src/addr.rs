@@ -123,16 +123,15 @@ pub fn write_addr(out: &mut Vec<u8>, addr: SocketAddr) {
             let mut buf = [0u8; 24];
             let mut at = 0;
             for o in v4.ip().octets() {
-                // Each octet's digits and a dot, copied whole from a table; the next octet
-                // (or the colon) overwrites what lies past them.
-                let [a, b, c, len] = OCTETS[usize::from(o)];
-                buf[at..at + 4].copy_from_slice(&[a, b, c, b'.']);
-                at += usize::from(len) + 1;
+                // Each octet's table entry copied whole (digits, then their count), the
+                // byte after the digits made a dot; the next octet overwrites the rest.
+                let text = OCTETS[usize::from(o)];
+                buf[at..at + 4].copy_from_slice(&text);
+                at += usize::from(text[3]) + 1;
                 buf[at - 1] = b'.';
             }
             buf[at - 1] = b':';
-            at -= 1;
-            at = put_decimal(&mut buf, at + 1, u32::from(v4.port()));
+            at = put_decimal(&mut buf, at, u32::from(v4.port()));
             // A copy of fixed length is a few moves; one of `at` bytes was a `memmove` call
             // (9% of a WhereAreThey answer's CPU). Copy all, then cut back.
             let len = out.len();

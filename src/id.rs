@@ -84,11 +84,7 @@ impl Distance {
     /// The ID at this distance from `from`: XOR is its own inverse, so a list of distances
     /// to one target need not also keep the IDs.
     pub fn id_from(&self, from: &NodeId) -> NodeId {
-        let mut id = [0u8; 32];
-        for (i, b) in id.iter_mut().enumerate() {
-            *b = self.0[i] ^ from.0[i];
-        }
-        NodeId(id)
+        NodeId(NodeId(self.0).distance(from).0)
     }
 }
 

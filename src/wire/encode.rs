@@ -383,10 +383,11 @@ impl PacketWriter {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
     #[test]
     fn recycled_buffers_are_reused_empty_and_only_within_bounds() {
-        use super::{recycle, PacketWriter, POOL_MAX};
-        use crate::wire::{Message, MAX_DATAGRAM};
         let write = || {
             let mut w = PacketWriter::new(MAX_DATAGRAM);
             assert!(w.push(&Message::PleaseSendPeers));
@@ -403,11 +404,8 @@ mod tests {
         recycle(Vec::with_capacity(POOL_MAX + 1));
         let out = write();
         assert_eq!(out, br#"[{"PleaseSendPeers":{}}]"#);
-        assert_eq!(out.capacity(), super::POOL_MIN);
+        assert_eq!(out.capacity(), POOL_MIN);
     }
-
-    use super::*;
-    use proptest::prelude::*;
 
     fn addr(v6: bool, a: u32, port: u16) -> SocketAddr {
         if v6 {
