@@ -248,7 +248,8 @@ impl NodeId {
 }
 
 /// Slots of the per-thread address-to-ID cache (a power of two).
-const ID_CACHE_SLOTS: usize = 1 << 14;
+const ID_CACHE_SLOTS: usize = 1 << ID_CACHE_BITS;
+const ID_CACHE_BITS: u32 = 12;
 
 thread_local! {
     static ID_CACHE: std::cell::RefCell<Vec<Option<(SocketAddr, NodeId)>>> =
@@ -262,7 +263,7 @@ fn cache_slot(addr: SocketAddr) -> usize {
     };
     let x = (ip as u64) ^ ((ip >> 64) as u64) ^ (u64::from(addr.port()) << 32);
     // Fibonacci hashing: multiply and keep the top bits.
-    (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - 14)) as usize
+    (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - ID_CACHE_BITS)) as usize
 }
 
 impl Distance {

@@ -16,7 +16,7 @@ impl AddressVotes {
     /// Keeps the last `window` reports; adoption needs `quorum` agreeing reporters.
     pub fn new(window: usize, quorum: usize) -> AddressVotes {
         AddressVotes {
-            reports: VecDeque::with_capacity(window),
+            reports: VecDeque::new(),
             window: window.max(1),
             quorum: quorum.max(1),
         }

@@ -29,11 +29,11 @@ impl Engine {
         let lookup = Lookup::new(target, self.cfg.lookup.clone(), now, seeds);
         self.lookups.insert(
             id,
-            Task {
+            Box::new(Task {
                 lookup,
                 kind,
                 holders: BTreeMap::new(),
-            },
+            }),
         );
         self.dirty.insert(id);
         id
@@ -100,7 +100,7 @@ impl Engine {
                 .is_some_and(|t| t.lookup.is_finished())
             {
                 if let Some(task) = self.lookups.remove(&id) {
-                    self.finish(now, id, task);
+                    self.finish(now, id, *task);
                 }
             }
         }
@@ -120,7 +120,7 @@ impl Engine {
         match task.kind {
             LookupKind::User => self.emit(Event::LookupFinished { id, result }),
             LookupKind::Bootstrap => self.refresh_all(now),
-            LookupKind::Refresh => {}
+            LookupKind::Refresh => self.next_refresh(now),
             LookupKind::Announce => self.send_announcements(now, &result),
             LookupKind::Find => {
                 let holders = task

@@ -8,6 +8,11 @@ use crate::wire::Message;
 /// Self-lookup rounds counted as done once a node has settled: the next wait is 2^8 = 256 s.
 const SETTLED_ATTEMPTS: u32 = 9;
 
+/// Bucket refreshes a node runs at once; the others wait their turn in
+/// `Engine::refresh_queue`. A joining node refreshes every bucket: one after another, its
+/// lookups' candidate lists and requests are not all alive together.
+pub(super) const REFRESHES_AT_ONCE: usize = 2;
+
 impl Engine {
     /// The periodic maintenance tick.
     pub(super) fn tick(&mut self, now: Time) {
@@ -146,8 +151,26 @@ impl Engine {
             return;
         }
         self.table.touch(idx, now);
+        let running = self
+            .lookups
+            .values()
+            .filter(|t| t.kind == LookupKind::Refresh)
+            .count();
+        if running >= REFRESHES_AT_ONCE {
+            if !self.refresh_queue.contains(&idx) {
+                self.refresh_queue.push_back(idx);
+            }
+            return;
+        }
         let target = self.id().random_in_bucket(idx, &mut self.rng);
         self.start(now, target, LookupKind::Refresh);
+    }
+
+    /// Starts the next waiting bucket refresh, if any (a refresh just finished).
+    pub(super) fn next_refresh(&mut self, now: Time) {
+        if let Some(idx) = self.refresh_queue.pop_front() {
+            self.refresh_bucket(now, idx);
+        }
     }
 
     /// Pings the least-recently-seen contact of buckets not heard from for a while, a few per

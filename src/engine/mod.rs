@@ -155,7 +155,8 @@ pub struct Engine {
     jar: CookieJar,
     peers: PeerBook,
     requests: Requests,
-    lookups: BTreeMap<LookupId, Task>,
+    /// Running lookups, boxed: a map leaf has room for eleven, and most nodes run one or two.
+    lookups: BTreeMap<LookupId, Box<Task>>,
     /// Records of what other nodes announced to us.
     records: crate::records::RecordStore,
     /// What we announce ourselves: id -> (note, next re-announcement).
@@ -181,6 +182,8 @@ pub struct Engine {
     bucket_lens: Vec<usize>,
     /// Whether the sweep after growth stopped was done.
     swept: bool,
+    /// Buckets waiting for a refresh (see `maintenance::REFRESHES_AT_ONCE`).
+    refresh_queue: VecDeque<usize>,
     votes: AddressVotes,
     outbox: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -231,6 +234,7 @@ impl Engine {
             joined: false,
             bucket_lens: Vec::new(),
             swept: false,
+            refresh_queue: VecDeque::new(),
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
