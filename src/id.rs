@@ -80,12 +80,6 @@ impl Distance {
     pub fn prefix(&self) -> u64 {
         word(&self.0, 0)
     }
-
-    /// The ID at this distance from `from`: XOR is its own inverse, so a list of distances
-    /// to one target need not also keep the IDs.
-    pub fn id_from(&self, from: &NodeId) -> NodeId {
-        NodeId(NodeId(self.0).distance(from).0)
-    }
 }
 
 /// The `i`th 64-bit big-endian word of a 256-bit value.

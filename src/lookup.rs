@@ -13,7 +13,7 @@
 
 use crate::addr::PackedAddr;
 use crate::hashing::Set;
-use crate::id::{Distance, NodeId};
+use crate::id::NodeId;
 use crate::time::Time;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -25,7 +25,8 @@ pub struct LookupConfig {
     pub k: usize,
     /// Queries in flight at once (slow ones excepted).
     pub alpha: usize,
-    /// Overall time limit; the partial result is returned when it passes.
+    /// Overall time limit; the partial result is returned when it passes (at most one hour:
+    /// a longer one is cut to that).
     pub deadline: Duration,
     /// Lower bound of a query's adaptive timeout.
     pub min_timeout: Duration,
@@ -95,17 +96,94 @@ pub enum PeerState {
     Failed,
 }
 
-/// One candidate: 96 bytes (its ID is `dist` from the target, not kept twice; its address
-/// packed). A lookup holds up to 8k of them while it runs, a joining node several lookups.
+/// Where one candidate stands, without its times (kept beside it in [`Entry::times`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    NotContacted,
+    Waiting,
+    Resend,
+    Slow,
+    Succeeded,
+    Failed,
+}
+
+/// One candidate: 48 bytes. A lookup holds up to 8k of them while it runs, a joining node
+/// a few lookups.
+/// - Its place is the first 64 bits of its distance to the target: the lookup never holds
+///   two addresses whose distances share them (see [`Lookup::known`]), so they order the
+///   list as the whole distances would. Its ID is the hash of its address.
+/// - Its address is packed.
+/// - Times are microseconds after the lookup started, saturating at 71 minutes (past any
+///   deadline, which is at most one hour).
 #[derive(Debug, Clone)]
 struct Entry {
-    dist: Distance,
+    key: u64,
     addr: PackedAddr,
     hop: u16,
     attempts: u8,
-    state: PeerState,
+    phase: Phase,
+    /// Waiting: when sent, when slow, when failed. Resend: when sent. Slow: when sent and
+    /// (third) when failed. Succeeded: the RTT.
+    times: [u32; 3],
     /// When it was first asked (RTTs in results run from here).
-    asked_at: Time,
+    asked_at: u32,
+}
+
+/// The longest deadline a lookup takes: its times are kept to 71 minutes.
+const MAX_DEADLINE: Duration = Duration::from_secs(3600);
+
+/// Microseconds from `base` to `t` (0 before it), saturating.
+fn offset(base: Time, t: Time) -> u32 {
+    u32::try_from(t.since(base).as_micros()).unwrap_or(u32::MAX)
+}
+
+/// The time `off` microseconds after `base`.
+fn at_offset(base: Time, off: u32) -> Time {
+    base + Duration::from_micros(u64::from(off))
+}
+
+impl Entry {
+    /// Its state, with times, for a lookup started at `base`.
+    fn state(&self, base: Time) -> PeerState {
+        let [a, b, c] = self.times.map(|t| at_offset(base, t));
+        match self.phase {
+            Phase::NotContacted => PeerState::NotContacted,
+            Phase::Waiting => PeerState::Waiting {
+                sent: a,
+                slow_at: b,
+                fail_at: c,
+            },
+            Phase::Resend => PeerState::Resend { sent: a },
+            Phase::Slow => PeerState::Slow {
+                sent: a,
+                fail_at: c,
+            },
+            Phase::Succeeded => PeerState::Succeeded {
+                rtt: Duration::from_micros(u64::from(self.times[0])),
+            },
+            Phase::Failed => PeerState::Failed,
+        }
+    }
+
+    /// Sets its state, for a lookup started at `base`.
+    fn set_state(&mut self, s: PeerState, base: Time) {
+        let off = |t| offset(base, t);
+        (self.phase, self.times) = match s {
+            PeerState::NotContacted => (Phase::NotContacted, [0; 3]),
+            PeerState::Waiting {
+                sent,
+                slow_at,
+                fail_at,
+            } => (Phase::Waiting, [off(sent), off(slow_at), off(fail_at)]),
+            PeerState::Resend { sent } => (Phase::Resend, [off(sent), 0, 0]),
+            PeerState::Slow { sent, fail_at } => (Phase::Slow, [off(sent), 0, off(fail_at)]),
+            PeerState::Succeeded { rtt } => (
+                Phase::Succeeded,
+                [u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX), 0, 0],
+            ),
+            PeerState::Failed => (Phase::Failed, [0; 3]),
+        };
+    }
 }
 
 /// One contact in a lookup's result.
@@ -170,6 +248,8 @@ impl Lookup {
         now: Time,
         seeds: impl IntoIterator<Item = SocketAddr>,
     ) -> Lookup {
+        let mut cfg = cfg;
+        cfg.deadline = cfg.deadline.min(MAX_DEADLINE);
         let mut l = Lookup {
             target,
             cfg,
@@ -200,17 +280,17 @@ impl Lookup {
     }
 
     fn add(&mut self, addr: SocketAddr, id: NodeId, hop: u32) {
-        let dist = id.distance(&self.target);
-        if !self.known.insert(dist.prefix()) {
+        let key = id.distance(&self.target).prefix();
+        if !self.known.insert(key) {
             return;
         }
-        let at = self.entries.partition_point(|e| e.dist < dist);
+        let at = self.entries.partition_point(|e| e.key < key);
         if at >= self.capacity() {
             return;
         }
         let addr = PackedAddr::new(&crate::addr::canonical(addr));
         if !self.make_room(&addr, at) {
-            self.known.remove(&dist.prefix());
+            self.known.remove(&key);
             return;
         }
         // The list holds its bound plus, for a moment, the one that may go over it.
@@ -219,17 +299,18 @@ impl Lookup {
         self.entries.insert(
             at,
             Entry {
+                key,
                 addr,
-                dist,
                 hop: u16::try_from(hop).unwrap_or(u16::MAX),
-                state: PeerState::NotContacted,
                 attempts: 0,
-                asked_at: Time::ZERO,
+                phase: Phase::NotContacted,
+                times: [0; 3],
+                asked_at: 0,
             },
         );
         if self.entries.len() > self.capacity() {
             if let Some(last) = self.entries.last() {
-                if last.state == PeerState::NotContacted {
+                if last.phase == Phase::NotContacted {
                     self.entries.pop();
                 }
             }
@@ -247,10 +328,10 @@ impl Lookup {
         let (mut same_ip, mut same_net) = (0, 0);
         let (mut last_ip, mut last_net) = (None, None);
         for (i, e) in self.entries.iter().enumerate() {
-            if e.state == PeerState::Failed {
+            if e.phase == Phase::Failed {
                 continue;
             }
-            let spare = i >= at && e.state == PeerState::NotContacted;
+            let spare = i >= at && e.phase == Phase::NotContacted;
             if e.addr.same_ip(addr) {
                 same_ip += 1;
                 if spare {
@@ -278,7 +359,7 @@ impl Lookup {
             return true;
         };
         let gone = self.entries.remove(evict);
-        self.known.remove(&gone.dist.prefix());
+        self.known.remove(&gone.key);
         true
     }
 
@@ -299,8 +380,12 @@ impl Lookup {
         let mut next: Option<Time> = None;
         let mut waiting = 0;
         let attempts = self.cfg.attempts;
+        let base = self.started;
         for e in &mut self.entries {
-            e.state = match e.state {
+            if !matches!(e.phase, Phase::Waiting | Phase::Slow) {
+                continue;
+            }
+            let state = match e.state(base) {
                 PeerState::Waiting { fail_at, .. } | PeerState::Slow { fail_at, .. }
                     if now >= fail_at && e.attempts >= attempts =>
                 {
@@ -318,7 +403,8 @@ impl Lookup {
                 } if now >= slow_at => PeerState::Slow { sent, fail_at },
                 s => s,
             };
-            match e.state {
+            e.set_state(state, base);
+            match state {
                 PeerState::Waiting { slow_at, .. } => {
                     waiting += usize::from(e.attempts <= 1);
                     next = Some(next.map_or(slow_at, |n| n.min(slow_at)));
@@ -359,23 +445,23 @@ impl Lookup {
             .entries
             .iter()
             .enumerate()
-            .filter(|(_, e)| e.state != PeerState::Failed)
+            .filter(|(_, e)| e.phase != Phase::Failed)
             .take(k)
         {
-            match e.state {
-                PeerState::NotContacted => {
+            match e.phase {
+                Phase::NotContacted => {
                     if next.is_none() {
                         next = Some(i);
                     }
                     pending = true;
                 }
-                PeerState::Resend { .. } => {
+                Phase::Resend => {
                     if resend.is_none() {
                         resend = Some(i);
                     }
                     pending = true;
                 }
-                PeerState::Waiting { .. } | PeerState::Slow { .. } => pending = true,
+                Phase::Waiting | Phase::Slow => pending = true,
                 _ => {}
             }
         }
@@ -392,16 +478,17 @@ impl Lookup {
             None => next?,
         };
         if self.entries[i].attempts == 0 {
-            self.entries[i].asked_at = now;
+            self.entries[i].asked_at = offset(self.started, now);
         }
         self.entries[i].attempts += 1;
         let addr = self.entries[i].addr.get();
         let timeout = timeout_for(addr).clamp(self.cfg.min_timeout, self.cfg.max_timeout);
-        self.entries[i].state = PeerState::Waiting {
+        let waiting = PeerState::Waiting {
             sent: now,
             slow_at: now + timeout,
             fail_at: now + timeout * 2,
         };
+        self.entries[i].set_state(waiting, self.started);
         self.waiting += usize::from(self.entries[i].attempts == 1);
         self.next_timer = Some(
             self.next_timer
@@ -424,11 +511,7 @@ impl Lookup {
     pub fn is_waiting_for(&self, addr: SocketAddr) -> bool {
         let addr = PackedAddr::new(&crate::addr::canonical(addr));
         self.entries.iter().any(|e| {
-            e.addr == addr
-                && matches!(
-                    e.state,
-                    PeerState::Waiting { .. } | PeerState::Slow { .. } | PeerState::Resend { .. }
-                )
+            e.addr == addr && matches!(e.phase, Phase::Waiting | Phase::Slow | Phase::Resend)
         })
     }
 
@@ -457,15 +540,14 @@ impl Lookup {
         let Some(e) = self.entries.iter_mut().find(|e| e.addr == addr) else {
             return false;
         };
-        match e.state {
-            PeerState::Waiting { .. } => self.waiting -= usize::from(e.attempts <= 1),
-            PeerState::Slow { .. } | PeerState::Resend { .. } => {}
+        match e.phase {
+            Phase::Waiting => self.waiting -= usize::from(e.attempts <= 1),
+            Phase::Slow | Phase::Resend => {}
             _ => return false,
         }
-        let sent = e.asked_at;
-        e.state = PeerState::Succeeded {
-            rtt: now.since(sent),
-        };
+        let sent = at_offset(self.started, e.asked_at);
+        let rtt = now.since(sent);
+        e.set_state(PeerState::Succeeded { rtt }, self.started);
         let hop = u32::from(e.hop) + 1;
         self.answered += 1;
         for (p, id) in peers.iter().take(self.cfg.max_from_answer) {
@@ -479,17 +561,15 @@ impl Lookup {
     pub fn on_failure(&mut self, addr: SocketAddr) {
         let addr = PackedAddr::new(&crate::addr::canonical(addr));
         if let Some(e) = self.entries.iter_mut().find(|e| e.addr == addr) {
-            if matches!(e.state, PeerState::Waiting { .. }) {
+            if e.phase == Phase::Waiting {
                 self.waiting -= usize::from(e.attempts <= 1);
             }
             if matches!(
-                e.state,
-                PeerState::Waiting { .. }
-                    | PeerState::Slow { .. }
-                    | PeerState::Resend { .. }
-                    | PeerState::NotContacted
+                e.phase,
+                Phase::Waiting | Phase::Slow | Phase::Resend | Phase::NotContacted
             ) {
-                e.state = PeerState::Failed;
+                e.phase = Phase::Failed;
+                e.times = [0; 3];
             }
         }
     }
@@ -503,7 +583,9 @@ impl Lookup {
 
     /// The current state of every candidate, nearest first (for tests and diagnostics).
     pub fn states(&self) -> impl Iterator<Item = (SocketAddr, PeerState)> + '_ {
-        self.entries.iter().map(|e| (e.addr.get(), e.state))
+        self.entries
+            .iter()
+            .map(|e| (e.addr.get(), e.state(self.started)))
     }
 
     /// The result so far (final once [`Lookup::is_finished`]).
@@ -511,13 +593,16 @@ impl Lookup {
         let closest: Vec<Found> = self
             .entries
             .iter()
-            .filter_map(|e| match e.state {
-                PeerState::Succeeded { rtt } => Some(Found {
-                    addr: e.addr.get(),
-                    id: e.dist.id_from(&self.target),
-                    rtt,
-                    hop: u32::from(e.hop),
-                }),
+            .filter_map(|e| match e.state(self.started) {
+                PeerState::Succeeded { rtt } => {
+                    let addr = e.addr.get();
+                    Some(Found {
+                        addr,
+                        id: NodeId::of_addr(addr),
+                        rtt,
+                        hop: u32::from(e.hop),
+                    })
+                }
                 _ => None,
             })
             .take(self.cfg.k)
@@ -615,7 +700,7 @@ mod tests {
 
     #[test]
     fn candidates_stay_compact() {
-        assert!(std::mem::size_of::<Entry>() <= 96);
+        assert!(std::mem::size_of::<Entry>() <= 48);
         // The candidate list grows to its bound plus one, not to the next power of two.
         let target = NodeId::hash(b"t");
         let cfg = LookupConfig {
@@ -631,11 +716,12 @@ mod tests {
             "{}",
             l.entries.capacity()
         );
-        // The IDs given back are the ones the distances were taken from.
-        let r = l.states().take(3).collect::<Vec<_>>();
-        for (i, (addr, _)) in r.iter().enumerate() {
-            assert_eq!(l.entries[i].dist.id_from(&target), NodeId::of_addr(*addr));
-        }
+        // The list is in order of the whole distances.
+        let order: Vec<_> = l
+            .states()
+            .map(|(a, _)| NodeId::of_addr(a).distance(&target))
+            .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]
