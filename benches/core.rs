@@ -142,7 +142,7 @@ fn table(c: &mut Criterion) {
         t.seen(node_addr(i, 1), Time::ZERO, None);
     }
     assert_eq!(t.len(), 10_000);
-    let all: Vec<NodeId> = t.contacts().map(|c| c.id).collect();
+    let all: Vec<NodeId> = t.contacts().map(|c| c.id()).collect();
     let targets: Vec<NodeId> = (0..64u32).map(|i| NodeId::hash(&i.to_le_bytes())).collect();
     let mut g = c.benchmark_group("table_10k");
     let mut i = 0;

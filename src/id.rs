@@ -214,6 +214,12 @@ impl NodeId {
         Distance(d)
     }
 
+    /// Its first 64 bits, big-endian: the XOR of two prefixes is the prefix of the
+    /// distance (see [`NodeId::distance_prefix`]).
+    pub fn prefix(&self) -> u64 {
+        word(&self.0, 0)
+    }
+
     /// The first 64 bits of [`NodeId::distance`], as a number: ordering by it orders by
     /// distance except between distances that share those 64 bits.
     pub fn distance_prefix(&self, other: &NodeId) -> u64 {

@@ -115,7 +115,7 @@ async fn fill_and_check(n: usize) {
         }
         // The contact IDs the node reports are SHA-256 of their addresses.
         for c in &s.contacts {
-            assert_eq!(c.id.0, id_of(c.addr()), "contact id of {}", c.addr());
+            assert_eq!(c.id().0, id_of(c.addr()), "contact id of {}", c.addr());
         }
         assert_eq!(s.id.0, id_of(own), "node id of {own}");
     }

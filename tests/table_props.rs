@@ -66,9 +66,9 @@ fn check_invariants(t: &RoutingTable, cfg: &TableConfig) {
             );
         }
         for c in b {
-            assert_eq!(c.id, NodeId::of_addr(c.addr()));
+            assert_eq!(c.id(), NodeId::of_addr(c.addr()));
             assert_eq!(
-                own.bucket_index(&c.id),
+                own.bucket_index(&c.id()),
                 Some(idx),
                 "contact in wrong bucket"
             );
@@ -134,7 +134,7 @@ fn run_ops(ops: &[Op], addrs: &[SocketAddr], own: SocketAddr, cfg: TableConfig) 
                     t.closest(&target, *n).iter().map(|c| c.addr()).collect();
                 let mut all: Vec<(telekad::id::Distance, SocketAddr)> = t
                     .contacts()
-                    .map(|c| (c.id.distance(&target), c.addr()))
+                    .map(|c| (c.id().distance(&target), c.addr()))
                     .collect();
                 all.sort();
                 let want: Vec<SocketAddr> = all.into_iter().take(*n).map(|(_, a)| a).collect();
@@ -191,7 +191,7 @@ fn closest_equals_brute_force_on_a_large_table() {
         "table should hold a few hundred contacts, has {}",
         t.len()
     );
-    let contacts: Vec<(NodeId, SocketAddr)> = t.contacts().map(|c| (c.id, c.addr())).collect();
+    let contacts: Vec<(NodeId, SocketAddr)> = t.contacts().map(|c| (c.id(), c.addr())).collect();
     let mut targets: Vec<NodeId> = (0..500u32)
         .map(|i| NodeId::hash(&i.to_le_bytes()))
         .collect();

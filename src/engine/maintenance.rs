@@ -41,20 +41,15 @@ impl Engine {
     fn shrink(&mut self, now: Time) {
         self.requests.shrink();
         self.peers.shrink(now);
-        if self.candidate_set.capacity() > 4 * self.candidate_set.len() + 32 {
-            self.candidate_set.shrink_to(2 * self.candidate_set.len());
+        // Queues shrink to twice what they hold, and are let go once empty: a settled node
+        // holds none of the candidates, datagrams and events of its join.
+        let set = &mut self.candidate_set;
+        if set.capacity() > 4 * set.len() + 4 {
+            set.shrink_to(2 * set.len());
         }
-        for q in [&mut self.candidates] {
-            if q.capacity() > 4 * q.len() + 32 {
-                q.shrink_to(2 * q.len());
-            }
-        }
-        if self.outbox.capacity() > 4 * self.outbox.len() + 4 {
-            self.outbox.shrink_to(2 * self.outbox.len());
-        }
-        if self.events.capacity() > 4 * self.events.len() + 4 {
-            self.events.shrink_to(2 * self.events.len());
-        }
+        shrink_deque(&mut self.candidates);
+        shrink_deque(&mut self.outbox);
+        shrink_deque(&mut self.events);
         // An emptied BTreeMap keeps its last leaf (eleven tasks wide); let it go.
         if self.lookups.is_empty() {
             self.lookups = std::collections::BTreeMap::new();
@@ -194,5 +189,12 @@ impl Engine {
                 sent += 1;
             }
         }
+    }
+}
+
+/// Shrinks a queue whose capacity is far above its length (to nothing once it is empty).
+fn shrink_deque<T>(q: &mut std::collections::VecDeque<T>) {
+    if q.capacity() > 4 * q.len() {
+        q.shrink_to(2 * q.len());
     }
 }

@@ -52,7 +52,7 @@ pub(super) async fn status(State(st): State<Shared>) -> ApiResult {
     let buckets = s
         .contacts
         .iter()
-        .filter_map(|c| s.id.bucket_index(&c.id))
+        .filter_map(|c| s.id.bucket_index(&c.id()))
         .max()
         .map_or(0, |m| m + 1);
     Ok(Json(json!({
@@ -80,7 +80,7 @@ pub(super) async fn table(State(st): State<Shared>) -> ApiResult {
     let s = st.node.status().await?;
     let mut buckets: Vec<Vec<Value>> = Vec::new();
     for c in &s.contacts {
-        let Some(i) = s.id.bucket_index(&c.id) else {
+        let Some(i) = s.id.bucket_index(&c.id()) else {
             continue;
         };
         if buckets.len() <= i {
@@ -94,7 +94,7 @@ pub(super) async fn table(State(st): State<Shared>) -> ApiResult {
             .saturating_sub(Duration::from_micros(c.last_seen.as_micros()));
         buckets[i].push(json!({
             "addr": c.addr().to_string(),
-            "id": c.id.to_hex(),
+            "id": c.id().to_hex(),
             "rtt_ms": c.rtt().map(ms),
             "age_s": age.as_secs_f64(),
             "last_seen_s": seen.as_secs_f64(),
