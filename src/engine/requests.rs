@@ -4,7 +4,6 @@
 use crate::hashing::Map;
 use crate::id::NodeId;
 use crate::time::Time;
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 /// Identifies a lookup run by the engine.
@@ -55,11 +54,12 @@ pub(crate) fn parse_nonce(text: &str) -> Option<u64> {
     u64::from_str_radix(hex, 16).ok()
 }
 
+/// The requests in flight, in one list: a node has a few dozen out at most times (up to
+/// `max_requests_in_flight`), so a scan costs less than keeping maps by nonce, by expiry and
+/// by address, and a settled node holds one small allocation instead of three structures.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Requests {
-    by_nonce: Map<u64, Request>,
-    by_expiry: BTreeSet<(Time, u64)>,
-    by_addr: Map<SocketAddr, Vec<u64>>,
+    list: Vec<(u64, Request)>,
     pings: usize,
 }
 
@@ -69,7 +69,7 @@ fn is_ping(p: Purpose) -> bool {
 
 impl Requests {
     pub fn len(&self) -> usize {
-        self.by_nonce.len()
+        self.list.len()
     }
 
     pub fn pings(&self) -> usize {
@@ -77,49 +77,35 @@ impl Requests {
     }
 
     pub fn insert(&mut self, nonce: u64, req: Request) {
-        self.by_expiry.insert((req.expires, nonce));
-        self.by_addr.entry(req.addr).or_default().push(nonce);
+        // A nonce collision (2^-64): forget the older request.
+        self.remove(nonce);
         if is_ping(req.purpose) {
             self.pings += 1;
         }
-        if let Some(old) = self.by_nonce.insert(nonce, req) {
-            // A nonce collision (2^-64): forget the older request.
-            self.by_expiry.remove(&(old.expires, nonce));
-            self.unlink(old.addr, nonce);
-            if is_ping(old.purpose) {
-                self.pings -= 1;
-            }
-        }
+        self.list.push((nonce, req));
     }
 
-    fn unlink(&mut self, addr: SocketAddr, nonce: u64) {
-        if let Some(list) = self.by_addr.get_mut(&addr) {
-            if let Some(p) = list.iter().position(|n| *n == nonce) {
-                list.swap_remove(p);
-            }
-            if list.is_empty() {
-                self.by_addr.remove(&addr);
-            }
-        }
-    }
-
-    fn remove(&mut self, nonce: u64) -> Option<Request> {
-        let req = self.by_nonce.remove(&nonce)?;
-        self.by_expiry.remove(&(req.expires, nonce));
-        self.unlink(req.addr, nonce);
+    fn take(&mut self, at: usize) -> Request {
+        let (_, req) = self.list.swap_remove(at);
         if is_ping(req.purpose) {
             self.pings -= 1;
         }
-        Some(req)
+        req
+    }
+
+    fn remove(&mut self, nonce: u64) -> Option<Request> {
+        let at = self.list.iter().position(|(n, _)| *n == nonce)?;
+        Some(self.take(at))
     }
 
     /// Takes the request answered by `nonce`, if it went to `from` and is still live.
     pub fn answer(&mut self, nonce: u64, from: SocketAddr, now: Time) -> Option<Request> {
-        let req = self.by_nonce.get(&nonce)?;
+        let at = self.list.iter().position(|(n, _)| *n == nonce)?;
+        let req = &self.list[at].1;
         if req.addr != from || now > req.expires {
             return None;
         }
-        self.remove(nonce)
+        Some(self.take(at))
     }
 
     /// Takes the oldest live request to `from` that a `Peers` answer can belong to (used
@@ -130,13 +116,13 @@ impl Requests {
         target: Option<NodeId>,
         now: Time,
     ) -> Option<Request> {
-        let nonce = self
-            .by_addr
-            .get(&from)?
+        let (_, _, at) = self
+            .list
             .iter()
-            .filter_map(|n| self.by_nonce.get(n).map(|r| (r.sent, *n, r)))
-            .filter(|(_, _, r)| {
-                now <= r.expires
+            .enumerate()
+            .filter(|(_, (_, r))| {
+                r.addr == from
+                    && now <= r.expires
                     && match (r.purpose, target) {
                         (Purpose::Peers, None) => true,
                         (Purpose::Lookup(_, t), Some(x)) => t == x,
@@ -144,47 +130,49 @@ impl Requests {
                         _ => false,
                     }
             })
-            .map(|(sent, n, _)| (sent, n))
-            .min()?
-            .1;
-        self.remove(nonce)
+            .map(|(at, (n, r))| (r.sent, *n, at))
+            .min()?;
+        Some(self.take(at))
     }
 
     /// Whether a request of `purpose`-kind to `addr` is in flight.
     pub fn pending(&self, addr: SocketAddr, purpose: impl Fn(Purpose) -> bool) -> bool {
-        self.by_addr.get(&addr).is_some_and(|list| {
-            list.iter()
-                .any(|n| self.by_nonce.get(n).is_some_and(|r| purpose(r.purpose)))
-        })
+        self.list
+            .iter()
+            .any(|(_, r)| r.addr == addr && purpose(r.purpose))
     }
 
-    /// Removes and returns every request expired at `now`, oldest first.
+    /// Removes and returns every request expired at `now`, oldest first (by expiry, then
+    /// nonce).
     pub fn expire(&mut self, now: Time) -> Vec<Request> {
-        let mut out = Vec::new();
-        while let Some(&(t, nonce)) = self.by_expiry.first() {
-            if t > now {
-                break;
-            }
-            if let Some(r) = self.remove(nonce) {
-                out.push(r);
+        if self.next_expiry().is_none_or(|t| t > now) {
+            return Vec::new();
+        }
+        let mut out: Vec<(Time, u64, Request)> = Vec::new();
+        let mut i = 0;
+        while i < self.list.len() {
+            if self.list[i].1.expires <= now {
+                let nonce = self.list[i].0;
+                let req = self.take(i);
+                out.push((req.expires, nonce, req));
+            } else {
+                i += 1;
             }
         }
-        out
+        out.sort_unstable_by_key(|(t, n, _)| (*t, *n));
+        out.into_iter().map(|(_, _, r)| r).collect()
     }
 
     /// Gives back memory that a burst (the join) left reserved.
     pub fn shrink(&mut self) {
-        shrink_map(&mut self.by_nonce);
-        shrink_map(&mut self.by_addr);
-        // An emptied BTreeSet keeps its last leaf (eleven entries wide); let it go.
-        if self.by_expiry.is_empty() {
-            self.by_expiry = BTreeSet::new();
+        if self.list.capacity() > 4 * self.list.len() + 4 {
+            self.list.shrink_to(2 * self.list.len());
         }
     }
 
     /// When the next request expires.
     pub fn next_expiry(&self) -> Option<Time> {
-        self.by_expiry.first().map(|(t, _)| *t)
+        self.list.iter().map(|(_, r)| r.expires).min()
     }
 }
 
@@ -200,6 +188,7 @@ pub(crate) fn shrink_map<K: std::hash::Hash + Eq, V>(m: &mut Map<K, V>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn answers_only_from_the_address_asked_and_before_expiry() {
@@ -233,5 +222,115 @@ mod tests {
         assert_eq!(r.len(), 0);
         assert_eq!(parse_nonce(&nonce_text(0xdead)), Some(0xdead));
         assert_eq!(parse_nonce("3.108813345"), None);
+    }
+
+    /// The list against a model kept in a map by nonce: same answers, same expiries in the
+    /// same order, same counts, whatever the sequence of operations.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(u64, u8, u8, u16),
+        Answer(u64, u8),
+        AnswerPeers(u8, Option<u8>),
+        Expire,
+        Pending(u8),
+        Wait(u16),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0..12u64, 0..3u8, 0..4u8, 1..500u16).prop_map(|(n, a, p, d)| Op::Insert(n, a, p, d)),
+            (0..12u64, 0..3u8).prop_map(|(n, a)| Op::Answer(n, a)),
+            (0..3u8, proptest::option::of(0..2u8)).prop_map(|(a, t)| Op::AnswerPeers(a, t)),
+            Just(Op::Expire),
+            (0..3u8).prop_map(Op::Pending),
+            (0..300u16).prop_map(Op::Wait),
+        ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_list_behaves_as_a_map_by_nonce(ops in proptest::collection::vec(op(), 1..200)) {
+            let addr = |a: u8| SocketAddr::from(([127, 0, 0, a + 1], 9));
+            let target = |t: u8| NodeId::hash(&[t]);
+            let purpose = |p: u8| match p {
+                0 => Purpose::Ping,
+                1 => Purpose::Peers,
+                2 => Purpose::Lookup(LookupId(1), target(0)),
+                _ => Purpose::Lookup(LookupId(2), target(1)),
+            };
+            let mut r = Requests::default();
+            let mut model: std::collections::BTreeMap<u64, Request> = Default::default();
+            let mut now = Time::ZERO;
+            let key = |q: &Request| (q.addr, q.sent, q.expires);
+            for op in ops {
+                match op {
+                    Op::Insert(n, a, p, d) => {
+                        let q = Request {
+                            addr: addr(a),
+                            purpose: purpose(p),
+                            sent: now,
+                            expires: now + Duration::from_millis(u64::from(d)),
+                            with_their_cookie: false,
+                        };
+                        model.insert(n, q.clone());
+                        r.insert(n, q);
+                    }
+                    Op::Answer(n, a) => {
+                        let want = model
+                            .get(&n)
+                            .filter(|q| q.addr == addr(a) && now <= q.expires)
+                            .map(key);
+                        if want.is_some() {
+                            model.remove(&n);
+                        }
+                        proptest::prop_assert_eq!(r.answer(n, addr(a), now).as_ref().map(key), want);
+                    }
+                    Op::AnswerPeers(a, t) => {
+                        let t = t.map(target);
+                        let want = model
+                            .iter()
+                            .filter(|(_, q)| {
+                                q.addr == addr(a)
+                                    && now <= q.expires
+                                    && match (q.purpose, t) {
+                                        (Purpose::Peers, None) | (Purpose::Lookup(..), None) => true,
+                                        (Purpose::Lookup(_, x), Some(y)) => x == y,
+                                        _ => false,
+                                    }
+                            })
+                            .map(|(n, q)| (q.sent, *n))
+                            .min();
+                        let want = want.and_then(|(_, n)| model.remove(&n)).as_ref().map(key);
+                        proptest::prop_assert_eq!(r.answer_peers(addr(a), t, now).as_ref().map(key), want);
+                    }
+                    Op::Expire => {
+                        let mut gone: Vec<(Time, u64)> = model
+                            .iter()
+                            .filter(|(_, q)| q.expires <= now)
+                            .map(|(n, q)| (q.expires, *n))
+                            .collect();
+                        gone.sort();
+                        let want: Vec<_> = gone
+                            .iter()
+                            .filter_map(|(_, n)| model.remove(n))
+                            .map(|q| key(&q))
+                            .collect();
+                        let got: Vec<_> = r.expire(now).iter().map(key).collect();
+                        proptest::prop_assert_eq!(got, want);
+                    }
+                    Op::Pending(a) => {
+                        let want = model.values().any(|q| q.addr == addr(a) && q.purpose == Purpose::Peers);
+                        proptest::prop_assert_eq!(r.pending(addr(a), |p| p == Purpose::Peers), want);
+                    }
+                    Op::Wait(ms) => now = now + Duration::from_millis(u64::from(ms)),
+                }
+                proptest::prop_assert_eq!(r.len(), model.len());
+                proptest::prop_assert_eq!(r.pings(), model.values().filter(|q| is_ping(q.purpose)).count());
+                proptest::prop_assert_eq!(r.next_expiry(), model.values().map(|q| q.expires).min());
+                r.shrink();
+                proptest::prop_assert!(r.list.capacity() <= 4 * r.len() + 4);
+            }
+        }
     }
 }
