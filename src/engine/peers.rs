@@ -1,7 +1,7 @@
 //! What the engine remembers per remote address: its cookie, and whether it echoes ours.
 
 use crate::addr::PackedAddr;
-use crate::hashing::{map_with_capacity, Map};
+use crate::hashing::Map;
 use crate::time::Time;
 use crate::wire::Echo;
 use std::net::SocketAddr;
@@ -144,9 +144,12 @@ fn inline_text(e: &Echo) -> Option<&str> {
 /// A bounded map of remote addresses; the least recently heard are forgotten first. It also
 /// tracks addresses that keep leaving our requests unanswered (gone nodes that other nodes'
 /// tables still list), so that lookups stop waiting for them.
+///
+/// The entries are one list sorted by address, found by binary search: 32 bytes each, no
+/// hash-table slack, and pruning works in place instead of rebuilding a table.
 #[derive(Debug, Clone)]
 pub(crate) struct PeerBook {
-    map: Map<PackedAddr, PeerInfo>,
+    entries: Vec<(PackedAddr, PeerInfo)>,
     /// Cookies too long or too unusual to keep inline (rare: other implementations).
     raw_cookies: Map<PackedAddr, Box<str>>,
     cap: usize,
@@ -170,19 +173,27 @@ fn deciseconds(now: Time) -> u32 {
 impl PeerBook {
     pub fn new(cap: usize) -> PeerBook {
         PeerBook {
-            map: Map::default(),
+            entries: Vec::new(),
             raw_cookies: Map::default(),
             cap: cap.max(16),
             silent: Map::default(),
         }
     }
 
+    fn find(&self, key: &PackedAddr) -> Result<usize, usize> {
+        self.entries.binary_search_by(|(a, _)| a.cmp(key))
+    }
+
+    fn entry(&self, key: &PackedAddr) -> Option<&PeerInfo> {
+        self.find(key).ok().map(|i| &self.entries[i].1)
+    }
+
     pub fn get(&self, addr: &SocketAddr) -> Option<&PeerInfo> {
-        self.map.get(&PackedAddr::new(addr))
+        self.entry(&PackedAddr::new(addr))
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.entries.len()
     }
 
     /// The cookie `addr` asked us to return, as it must be echoed.
@@ -193,7 +204,7 @@ impl PeerBook {
     /// The entry for `addr` and its cookie, found with one look-up (for every request sent).
     pub fn get_with_cookie(&self, addr: &SocketAddr) -> (Option<PeerInfo>, Option<Echo>) {
         let key = PackedAddr::new(addr);
-        let Some(info) = self.map.get(&key) else {
+        let Some(info) = self.entry(&key) else {
             return (None, None);
         };
         let cookie = match info.cookie_len {
@@ -208,9 +219,10 @@ impl PeerBook {
     /// [`PeerBook::heard`]); returns whether it differs from the one stored.
     pub fn set_their_cookie(&mut self, addr: &SocketAddr, e: &Echo) -> bool {
         let key = PackedAddr::new(addr);
-        let Some(info) = self.map.get_mut(&key) else {
+        let Ok(at) = self.find(&key) else {
             return false;
         };
+        let info = &mut self.entries[at].1;
         if let Some(text) = inline_text(e) {
             if info.inline_cookie().is_some_and(|t| t.as_str() == text) {
                 return false;
@@ -232,7 +244,9 @@ impl PeerBook {
     /// Gives back memory a burst left reserved, and forgets silent addresses whose time ran
     /// out.
     pub fn shrink(&mut self, now: Time) {
-        super::requests::shrink_map(&mut self.map);
+        if self.entries.capacity() > 4 * self.entries.len() + 4 {
+            self.entries.shrink_to(2 * self.entries.len());
+        }
         super::requests::shrink_map(&mut self.raw_cookies);
         let now = deciseconds(now);
         self.silent
@@ -274,10 +288,20 @@ impl PeerBook {
         if !self.silent.is_empty() {
             self.silent.remove(&key);
         }
-        if self.map.len() >= self.cap && !self.map.contains_key(&key) {
-            self.prune();
-        }
-        let p = self.map.entry(key).or_default();
+        let at = match self.find(&key) {
+            Ok(at) => at,
+            Err(_) => {
+                if self.entries.len() >= self.cap {
+                    self.prune();
+                }
+                // Where it goes may have moved with the pruning.
+                let at = self.find(&key).unwrap_or_else(|at| at);
+                crate::table::make_room_for_one(&mut self.entries, self.cap);
+                self.entries.insert(at, (key, PeerInfo::default()));
+                at
+            }
+        };
+        let p = &mut self.entries[at].1;
         p.heard_ds = deciseconds(now).to_le_bytes();
         p
     }
@@ -286,21 +310,24 @@ impl PeerBook {
     /// not depend on hash order): a busy node meeting new addresses all the time prunes once
     /// per 56 of them.
     fn prune(&mut self) {
-        let mut ages: Vec<(u32, PackedAddr)> =
-            self.map.iter().map(|(a, p)| (p.heard_ds(), *a)).collect();
+        let mut ages: Vec<(u32, PackedAddr)> = self
+            .entries
+            .iter()
+            .map(|(a, p)| (p.heard_ds(), *a))
+            .collect();
         let drop = (ages.len() / 4).max(1);
-        ages.select_nth_unstable(drop - 1);
-        for (_, a) in &ages[..drop] {
-            self.map.remove(a);
-            if !self.raw_cookies.is_empty() {
-                self.raw_cookies.remove(a);
+        // Addresses are unique, so (heard, address) orders entries totally: the `drop`
+        // smallest are those up to the pivot.
+        let (_, pivot, _) = ages.select_nth_unstable(drop - 1);
+        let pivot = *pivot;
+        let raw = &mut self.raw_cookies;
+        self.entries.retain(|(a, p)| {
+            let keep = (p.heard_ds(), *a) > pivot;
+            if !keep && !raw.is_empty() {
+                raw.remove(a);
             }
-        }
-        // Removals leave tombstones, and a table that runs out of room with more than half
-        // its slots live doubles instead of cleaning up in place: rebuild it at its bound.
-        let mut fresh = map_with_capacity(self.cap);
-        fresh.extend(self.map.drain());
-        self.map = fresh;
+            keep
+        });
     }
 }
 
@@ -321,8 +348,8 @@ mod tests {
             assert!(book.len() <= 16);
         }
         assert!(
-            book.map.capacity() < 32,
-            "pruning keeps the table at its bound"
+            book.entries.capacity() <= 16,
+            "pruning keeps the list at its bound"
         );
         // The most recently heard survive pruning.
         assert!(book.get(&SocketAddr::new(a.ip(), 99)).is_some());
@@ -388,6 +415,38 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// The sorted list keeps what a map with the same rule keeps: at its bound, a new
+        /// address first forgets the least recently heard quarter (ties by address).
+        #[test]
+        fn the_book_keeps_what_a_map_would(
+            heard in proptest::collection::vec((0..40u16, 0..3u8), 1..300),
+        ) {
+            let cap = 16;
+            let mut book = PeerBook::new(cap);
+            let mut model: std::collections::BTreeMap<PackedAddr, u32> = Default::default();
+            let mut ds = 0u32;
+            for (port, step) in heard {
+                ds += u32::from(step);
+                let a = SocketAddr::from(([127, 0, 0, 1], port));
+                let key = PackedAddr::new(&a);
+                if !model.contains_key(&key) && model.len() >= cap {
+                    let mut ages: Vec<(u32, PackedAddr)> =
+                        model.iter().map(|(a, t)| (*t, *a)).collect();
+                    ages.sort();
+                    for (_, gone) in ages.iter().take(model.len() / 4) {
+                        model.remove(gone);
+                    }
+                }
+                model.insert(key, ds);
+                book.heard(a, Time::from_millis(u64::from(ds) * 100));
+                let kept: Vec<(PackedAddr, u32)> =
+                    book.entries.iter().map(|(a, p)| (*a, p.heard_ds())).collect();
+                let want: Vec<(PackedAddr, u32)> = model.iter().map(|(a, t)| (*a, *t)).collect();
+                proptest::prop_assert_eq!(kept, want);
+                proptest::prop_assert!(book.entries.capacity() <= cap);
+            }
+        }
+
         /// Any cookie text comes back byte for byte, whichever way it is kept (8 plain
         /// characters as they are, 16 lowercase hex digits as 8 bytes, anything else in the
         /// side map), and only telekad- and reference-style cookies stay inline.
