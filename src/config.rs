@@ -40,7 +40,7 @@ pub struct Config {
     /// Most requests of any kind in flight.
     pub max_requests_in_flight: usize,
     /// Most remote addresses whose cookie and state are remembered (224: more than a full
-    /// routing table, and 7/8 of a 256-slot hash table, about 14 KB).
+    /// routing table at thousands of nodes; 32 bytes each, 7 KB).
     pub max_peer_book: usize,
     /// Most lookups running at once (maintenance lookups included).
     pub max_lookups: usize,

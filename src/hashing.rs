@@ -7,8 +7,3 @@ pub type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState
 
 /// A `HashSet` with a fast, randomly keyed hasher.
 pub type Set<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
-
-/// An empty [`Map`] with room for `n` entries.
-pub fn map_with_capacity<K, V>(n: usize) -> Map<K, V> {
-    Map::with_capacity_and_hasher(n, Default::default())
-}

@@ -10,7 +10,8 @@
 //!
 //! - Foundations: [`id`] (IDs, XOR distance, buckets), [`addr`] (canonical addresses,
 //!   subnets), [`time`] (the engine's clock type), [`wire`] (the cjp2p codec),
-//!   [`cookie`] (anti-spoofing cookies), [`hashing`] (maps keyed by network input).
+//!   [`cookie`] (anti-spoofing cookies), [`hashing`] (maps keyed by network input), and
+//!   the private `slack` (bounded growth and shrinking of what a long-lived node keeps).
 //! - Kademlia state: [`table`] (k-buckets with caps and replacement caches) and [`lookup`]
 //!   (the iterative lookup as a pure state machine), [`public_addr`] (address learning).
 //! - Protection: [`ratelimit`] (token buckets per source IP and for the whole node, charged
@@ -77,6 +78,7 @@ pub mod ratelimit;
 pub mod records;
 pub mod rng;
 pub mod sim;
+mod slack;
 pub mod stats;
 pub mod swarm;
 pub mod table;

@@ -295,7 +295,7 @@ impl Lookup {
         }
         // The list holds its bound plus, for a moment, the one that may go over it.
         let bound = self.capacity() + 1;
-        crate::table::make_room_for_one(&mut self.entries, bound);
+        crate::slack::make_room_for_one(&mut self.entries, bound);
         self.entries.insert(
             at,
             Entry {

@@ -133,17 +133,8 @@ struct Bucket {
 /// Pushes onto a list that never holds more than `max` (a full bucket holds exactly k
 /// slots, not the next power of two).
 fn push_bounded(v: &mut Vec<Contact>, c: Contact, max: usize) {
-    make_room_for_one(v, max);
+    crate::slack::make_room_for_one(v, max);
     v.push(c);
-}
-
-/// Makes room for one more element in a list that never holds more than `max`: the
-/// allocation grows by doubling, but never past `max` (nor short of one more element).
-pub(crate) fn make_room_for_one<T>(v: &mut Vec<T>, max: usize) {
-    if v.len() == v.capacity() {
-        let want = (v.capacity().max(2) * 2).min(max.max(v.len() + 1));
-        v.reserve_exact(want - v.len());
-    }
 }
 
 /// Kademlia k-buckets around one own ID.

@@ -43,14 +43,11 @@ impl Engine {
         self.peers.shrink(now);
         // Queues shrink to twice what they hold, and are let go once empty: a settled node
         // holds none of the candidates, datagrams and events of its join.
-        let set = &mut self.candidate_set;
-        if set.capacity() > 4 * set.len() + 4 {
-            set.shrink_to(2 * set.len());
-        }
-        shrink_deque(&mut self.candidates);
-        shrink_deque(&mut self.outbox);
-        shrink_deque(&mut self.events);
-        // An emptied BTreeMap keeps its last leaf (eleven tasks wide); let it go.
+        crate::slack::shrink_set(&mut self.candidate_set);
+        crate::slack::shrink_deque(&mut self.candidates);
+        crate::slack::shrink_deque(&mut self.outbox);
+        crate::slack::shrink_deque(&mut self.events);
+        // An emptied BTreeMap keeps its last leaf (room for eleven); let it go.
         if self.lookups.is_empty() {
             self.lookups = std::collections::BTreeMap::new();
         }
@@ -189,12 +186,5 @@ impl Engine {
                 sent += 1;
             }
         }
-    }
-}
-
-/// Shrinks a queue whose capacity is far above its length (to nothing once it is empty).
-fn shrink_deque<T>(q: &mut std::collections::VecDeque<T>) {
-    if q.capacity() > 4 * q.len() {
-        q.shrink_to(2 * q.len());
     }
 }

@@ -244,14 +244,12 @@ impl PeerBook {
     /// Gives back memory a burst left reserved, and forgets silent addresses whose time ran
     /// out.
     pub fn shrink(&mut self, now: Time) {
-        if self.entries.capacity() > 4 * self.entries.len() + 4 {
-            self.entries.shrink_to(2 * self.entries.len());
-        }
-        super::requests::shrink_map(&mut self.raw_cookies);
+        crate::slack::shrink_vec(&mut self.entries);
+        crate::slack::shrink_map(&mut self.raw_cookies);
         let now = deciseconds(now);
         self.silent
             .retain(|_, (_, at)| now.wrapping_sub(*at) < SILENT_FOR_DS);
-        super::requests::shrink_map(&mut self.silent);
+        crate::slack::shrink_map(&mut self.silent);
     }
 
     /// A request to `addr` expired unanswered at `now`.
@@ -296,7 +294,7 @@ impl PeerBook {
                 }
                 // Where it goes may have moved with the pruning.
                 let at = self.find(&key).unwrap_or_else(|at| at);
-                crate::table::make_room_for_one(&mut self.entries, self.cap);
+                crate::slack::make_room_for_one(&mut self.entries, self.cap);
                 self.entries.insert(at, (key, PeerInfo::default()));
                 at
             }

@@ -1,7 +1,6 @@
 //! Requests in flight: each carries a random nonce; an answer counts only if it comes from the
 //! very address the request went to, before the request expired.
 
-use crate::hashing::Map;
 use crate::id::NodeId;
 use crate::time::Time;
 use std::net::SocketAddr;
@@ -165,23 +164,12 @@ impl Requests {
 
     /// Gives back memory that a burst (the join) left reserved.
     pub fn shrink(&mut self) {
-        if self.list.capacity() > 4 * self.list.len() + 4 {
-            self.list.shrink_to(2 * self.list.len());
-        }
+        crate::slack::shrink_vec(&mut self.list);
     }
 
     /// When the next request expires.
     pub fn next_expiry(&self) -> Option<Time> {
         self.list.iter().map(|(_, r)| r.expires).min()
-    }
-}
-
-/// Shrinks a map whose capacity is far above its size (hash maps never shrink on their own).
-/// The slack allowed is small: a settled node's request map kept 32 slots of 112 bytes
-/// for its one or two pings, 3.6 KB of the ~39 KB it held.
-pub(crate) fn shrink_map<K: std::hash::Hash + Eq, V>(m: &mut Map<K, V>) {
-    if m.capacity() > 4 * m.len() + 4 {
-        m.shrink_to(2 * m.len());
     }
 }
 
