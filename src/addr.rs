@@ -17,8 +17,49 @@ pub fn canonical(addr: SocketAddr) -> SocketAddr {
 /// A socket address packed into 18 bytes with byte alignment (an IPv4 address is kept in its
 /// IPv4-mapped IPv6 form; IPv6 flow info and scope id are not kept): 18 bytes instead of
 /// `SocketAddr`'s 32 in tables that hold many.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+///
+/// Compared as a 128-bit number and a 16-bit one (the same order as the bytes'), not by a
+/// call to `memcmp`: the peer book's binary search compares addresses on every datagram.
+#[derive(Clone, Copy)]
 pub struct PackedAddr([u8; 18]);
+
+impl PackedAddr {
+    /// The address and port as big-endian numbers: compared, they order as the bytes do.
+    fn words(&self) -> (u128, u16) {
+        let mut ip = [0u8; 16];
+        ip.copy_from_slice(&self.0[..16]);
+        (
+            u128::from_be_bytes(ip),
+            u16::from_be_bytes([self.0[16], self.0[17]]),
+        )
+    }
+}
+
+impl PartialEq for PackedAddr {
+    fn eq(&self, other: &PackedAddr) -> bool {
+        self.words() == other.words()
+    }
+}
+
+impl Eq for PackedAddr {}
+
+impl std::hash::Hash for PackedAddr {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.words().hash(state);
+    }
+}
+
+impl PartialOrd for PackedAddr {
+    fn partial_cmp(&self, other: &PackedAddr) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for PackedAddr {
+    fn cmp(&self, other: &PackedAddr) -> std::cmp::Ordering {
+        self.words().cmp(&other.words())
+    }
+}
 
 impl PackedAddr {
     /// Packs `a`.
@@ -290,6 +331,21 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Packed addresses compare as their bytes do, whether they share a prefix or not.
+        #[test]
+        fn packed_order_is_the_bytes_order(
+            a in proptest::prelude::any::<[u8; 18]>(),
+            b in proptest::prelude::any::<[u8; 18]>(),
+            shared in 0..=18usize,
+        ) {
+            let mut b = b;
+            b[..shared].copy_from_slice(&a[..shared]);
+            let (pa, pb) = (PackedAddr(a), PackedAddr(b));
+            proptest::prop_assert_eq!(pa.cmp(&pb), a.cmp(&b));
+            proptest::prop_assert_eq!(pa == pb, a == b);
+            proptest::prop_assert_eq!(pa.partial_cmp(&pb), Some(a.cmp(&b)));
+        }
+
         /// Any address, appended after whatever the buffer already holds, is written as
         /// `Display` writes it, and `addr_text_len` says how long that is; packed and
         /// unpacked, it comes back in canonical form.
