@@ -223,7 +223,7 @@ impl NodeId {
     /// The first 64 bits of [`NodeId::distance`], as a number: ordering by it orders by
     /// distance except between distances that share those 64 bits.
     pub fn distance_prefix(&self, other: &NodeId) -> u64 {
-        word(&self.0, 0) ^ word(&other.0, 0)
+        self.prefix() ^ other.prefix()
     }
 
     /// The k-bucket `other` falls into as seen from `self`: the length of the common prefix
@@ -247,9 +247,10 @@ impl NodeId {
     }
 }
 
-/// Slots of the per-thread address-to-ID cache (a power of two).
-const ID_CACHE_SLOTS: usize = 1 << ID_CACHE_BITS;
+/// Bits of a slot index in the per-thread address-to-ID cache: 4,096 slots of 64 bytes.
 const ID_CACHE_BITS: u32 = 12;
+/// Slots of the per-thread address-to-ID cache.
+const ID_CACHE_SLOTS: usize = 1 << ID_CACHE_BITS;
 
 thread_local! {
     static ID_CACHE: std::cell::RefCell<Vec<Option<(SocketAddr, NodeId)>>> =
