@@ -288,12 +288,14 @@ impl PeerBook {
         }
         let at = match self.find(&key) {
             Ok(at) => at,
-            Err(_) => {
-                if self.entries.len() >= self.cap {
+            Err(at) => {
+                let at = if self.entries.len() >= self.cap {
                     self.prune();
-                }
-                // Where it goes may have moved with the pruning.
-                let at = self.find(&key).unwrap_or_else(|at| at);
+                    // Where it goes moved with the pruning.
+                    self.find(&key).unwrap_or_else(|at| at)
+                } else {
+                    at
+                };
                 crate::slack::make_room_for_one(&mut self.entries, self.cap);
                 self.entries.insert(at, (key, PeerInfo::default()));
                 at
