@@ -92,14 +92,18 @@ impl Requests {
         req
     }
 
+    fn position(&self, nonce: u64) -> Option<usize> {
+        self.list.iter().position(|(n, _)| *n == nonce)
+    }
+
     fn remove(&mut self, nonce: u64) -> Option<Request> {
-        let at = self.list.iter().position(|(n, _)| *n == nonce)?;
+        let at = self.position(nonce)?;
         Some(self.take(at))
     }
 
     /// Takes the request answered by `nonce`, if it went to `from` and is still live.
     pub fn answer(&mut self, nonce: u64, from: SocketAddr, now: Time) -> Option<Request> {
-        let at = self.list.iter().position(|(n, _)| *n == nonce)?;
+        let at = self.position(nonce)?;
         let req = &self.list[at].1;
         if req.addr != from || now > req.expires {
             return None;
@@ -144,9 +148,6 @@ impl Requests {
     /// Removes and returns every request expired at `now`, oldest first (by expiry, then
     /// nonce).
     pub fn expire(&mut self, now: Time) -> Vec<Request> {
-        if self.next_expiry().is_none_or(|t| t > now) {
-            return Vec::new();
-        }
         let mut out: Vec<(Time, u64, Request)> = Vec::new();
         let mut i = 0;
         while i < self.list.len() {
