@@ -12,7 +12,6 @@
 //! "Eclipse and Sybil attacks").
 
 use crate::addr::PackedAddr;
-use crate::hashing::Set;
 use crate::id::NodeId;
 use crate::time::Time;
 use std::net::SocketAddr;
@@ -107,11 +106,11 @@ enum Phase {
     Failed,
 }
 
-/// One candidate: 48 bytes. A lookup holds up to 8k of them while it runs, a joining node
+/// One candidate: 48 bytes. A lookup holds up to 4k of them while it runs, a joining node
 /// a few lookups.
 /// - Its place is the first 64 bits of its distance to the target: the lookup never holds
-///   two addresses whose distances share them (see [`Lookup::known`]), so they order the
-///   list as the whole distances would. Its ID is the hash of its address.
+///   two addresses whose distances share them (an address met again is found by them), so
+///   they order the list as the whole distances would. Its ID is the hash of its address.
 /// - Its address is packed.
 /// - Times are microseconds after the lookup started, saturating at 71 minutes (past any
 ///   deadline, which is at most one hour).
@@ -227,9 +226,6 @@ pub struct Lookup {
     cfg: LookupConfig,
     started: Time,
     entries: Vec<Entry>,
-    /// The first 64 bits of the distance of every address met (the hash of an address is
-    /// its ID, so this tells addresses apart without keeping them: 8 bytes each, not 32).
-    known: Set<u64>,
     queried: u32,
     answered: u32,
     finished_at: Option<Time>,
@@ -255,7 +251,6 @@ impl Lookup {
             cfg,
             started: now,
             entries: Vec::new(),
-            known: Set::default(),
             queried: 0,
             answered: 0,
             finished_at: None,
@@ -274,23 +269,25 @@ impl Lookup {
         self.target
     }
 
-    /// Most candidates kept; farther ones that were never asked are forgotten.
+    /// Most candidates kept; farther ones that were never asked are forgotten. Four times k:
+    /// in simulations with 70% of the nodes gone at once, as many lookups find their exact
+    /// target as with eight times k; with three times k, fewer do.
     fn capacity(&self) -> usize {
-        self.cfg.k * 8
+        self.cfg.k * 4
     }
 
     fn add(&mut self, addr: SocketAddr, id: NodeId, hop: u32) {
         let key = id.distance(&self.target).prefix();
-        if !self.known.insert(key) {
+        // Met before: it is still in the list, or it was dropped as the farthest of a full
+        // list, which only ever gets nearer, so it would be dropped again.
+        let Err(at) = self.entries.binary_search_by_key(&key, |e| e.key) else {
             return;
-        }
-        let at = self.entries.partition_point(|e| e.key < key);
+        };
         if at >= self.capacity() {
             return;
         }
         let addr = PackedAddr::new(&crate::addr::canonical(addr));
         if !self.make_room(&addr, at) {
-            self.known.remove(&key);
             return;
         }
         // The list holds its bound plus, for a moment, the one that may go over it.
@@ -358,8 +355,7 @@ impl Lookup {
         } else {
             return true;
         };
-        let gone = self.entries.remove(evict);
-        self.known.remove(&gone.key);
+        self.entries.remove(evict);
         true
     }
 
@@ -710,9 +706,9 @@ mod tests {
         };
         let seeds = (0..1000u32).map(|i| at((i >> 8) as u8, i as u8, 1, 7));
         let l = Lookup::new(target, cfg.clone(), Time::ZERO, seeds);
-        assert_eq!(l.entries.len(), cfg.k * 8);
+        assert_eq!(l.entries.len(), l.capacity());
         assert!(
-            l.entries.capacity() <= cfg.k * 8 + 1,
+            l.entries.capacity() <= l.capacity() + 1,
             "{}",
             l.entries.capacity()
         );
