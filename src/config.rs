@@ -39,8 +39,9 @@ pub struct Config {
     pub max_pings_in_flight: usize,
     /// Most requests of any kind in flight.
     pub max_requests_in_flight: usize,
-    /// Most remote addresses whose cookie and state are remembered (224: more than a full
-    /// routing table at thousands of nodes; 32 bytes each, 7 KB).
+    /// Most remote addresses outside the routing table whose cookie and state are
+    /// remembered (32 bytes each, 2 KB). A contact keeps its own in the table for as long
+    /// as it stays there, however large the table grows.
     pub max_peer_book: usize,
     /// Most lookups running at once (maintenance lookups included).
     pub max_lookups: usize,
@@ -77,7 +78,7 @@ impl Default for Config {
             max_candidates: 512,
             max_pings_in_flight: 32,
             max_requests_in_flight: 1024,
-            max_peer_book: 224,
+            max_peer_book: 64,
             max_lookups: 64,
             first_contact_padding: 640,
             address_quorum: 3,

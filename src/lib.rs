@@ -12,8 +12,9 @@
 //!   subnets), [`time`] (the engine's clock type), [`wire`] (the cjp2p codec),
 //!   [`cookie`] (anti-spoofing cookies), [`hashing`] (maps keyed by network input), and
 //!   the private `slack` (bounded growth and shrinking of what a long-lived node keeps).
-//! - Kademlia state: [`table`] (k-buckets with caps and replacement caches) and [`lookup`]
-//!   (the iterative lookup as a pure state machine), [`public_addr`] (address learning).
+//! - Kademlia state: [`table`] (k-buckets with caps and replacement caches; each contact
+//!   keeps its cookie and flags, the private `peer_info`) and [`lookup`] (the iterative
+//!   lookup as a pure state machine), [`public_addr`] (address learning).
 //! - Protection: [`ratelimit`] (token buckets per source IP and for the whole node, charged
 //!   for every request before it is answered).
 //! - Content: [`records`] (who announced what), [`files`] (files as content),
@@ -71,6 +72,7 @@ pub mod http;
 pub mod id;
 pub mod lookup;
 pub mod partial;
+mod peer_info;
 pub mod persist;
 pub mod procstat;
 pub mod public_addr;

@@ -2,13 +2,14 @@
 
 use crate::addr::PackedAddr;
 use crate::id::NodeId;
+use crate::peer_info::PeerInfo;
 use crate::time::Time;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// A verified contact: an address that answered us, and what we measured about it. It
-/// costs 48 bytes: its address packed, and of its ID (SHA-256 of the address, see
-/// [`Contact::id`]) only the first 64 bits, which order contacts by distance.
+/// A verified contact: an address that answered us, what we measured about it, and its
+/// cookie and flags. It costs 64 bytes: its address packed, and of its ID (SHA-256 of the
+/// address, see [`Contact::id`]) only the first 64 bits, which order contacts by distance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Contact {
     /// The first 64 bits of its ID.
@@ -23,6 +24,9 @@ pub struct Contact {
     pub first_seen: Time,
     /// Requests it failed to answer since it last answered.
     pub failures: u8,
+    /// Its cookie and flags (kept here rather than in the engine's bounded peer book, so
+    /// that no contact's cookie is ever forgotten while it is in the table).
+    peer: PeerInfo,
 }
 
 impl Contact {
@@ -36,6 +40,7 @@ impl Contact {
             last_seen: now,
             first_seen: now,
             failures: 0,
+            peer: PeerInfo::default(),
         }
     }
 
@@ -47,6 +52,11 @@ impl Contact {
     /// Its ID: SHA-256 of its address (hashed again, or found in the per-thread cache).
     pub fn id(&self) -> NodeId {
         NodeId::of_addr(self.addr())
+    }
+
+    /// What is kept about it (cookie, flags): default until the engine moves it here.
+    pub(crate) fn peer_info(&self) -> &PeerInfo {
+        &self.peer
     }
 
     /// Smoothed round-trip time, once measured.
@@ -206,6 +216,24 @@ impl RoutingTable {
             .entries
             .iter()
             .find(|c| c.addr == key)
+    }
+
+    /// What is kept about `addr` (cookie, flags) if it is a contact. Spares keep nothing
+    /// here: they come and go too often, so the peer book keeps theirs.
+    pub(crate) fn peer(&self, addr: SocketAddr) -> Option<&PeerInfo> {
+        self.get(addr).map(|c| &c.peer)
+    }
+
+    /// [`RoutingTable::peer`], to change.
+    pub(crate) fn peer_mut(&mut self, addr: SocketAddr) -> Option<&mut PeerInfo> {
+        let key = PackedAddr::new(&addr);
+        let idx = self.own.bucket_index(&NodeId::of_addr(addr))?;
+        self.buckets
+            .get_mut(idx)?
+            .entries
+            .iter_mut()
+            .find(|c| c.addr == key)
+            .map(|c| &mut c.peer)
     }
 
     /// Whether `addr` is in the table.
@@ -495,7 +523,7 @@ mod tests {
 
     #[test]
     fn contacts_stay_compact() {
-        assert!(std::mem::size_of::<Contact>() <= 48);
+        assert!(std::mem::size_of::<Contact>() <= 64);
         for a in ["127.0.0.1:5", "[2001:db8::1]:65535", "[::ffff:10.0.0.1]:7"] {
             let a: SocketAddr = a.parse().unwrap();
             let c = Contact::new(a, Time::ZERO);

@@ -1333,7 +1333,7 @@ def defaults():
             "max_candidates": 512,
             "max_pings_in_flight": 32,
             "max_requests_in_flight": 1024,
-            "max_peer_book": 224,
+            "max_peer_book": 64,
             "max_lookups": 64,
             "first_contact_padding": 640,
             "address_quorum": 3,

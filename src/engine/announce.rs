@@ -95,16 +95,21 @@ impl Engine {
 
     /// After an announce lookup: `IHaveSome` to each of the closest nodes that answered.
     pub(super) fn send_announcements(&mut self, now: Time, result: &LookupResult) {
-        let Some((note, _)) = self.announcing.get(&result.target) else {
+        for f in &result.closest {
+            self.send_announcement(now, f.addr, result.target);
+        }
+    }
+
+    /// `IHaveSome` for `id` to `addr`, if `id` is still announced.
+    pub(super) fn send_announcement(&mut self, now: Time, addr: SocketAddr, id: NodeId) {
+        let Some((note, _)) = self.announcing.get(&id) else {
             return;
         };
         let msg = Message::IHaveSome {
-            id: result.target,
+            id,
             note: note.clone(),
         };
-        for f in &result.closest {
-            self.send_request(now, f.addr, Purpose::Announce, std::slice::from_ref(&msg));
-        }
+        self.send_request(now, addr, Purpose::Announce(id), &[msg]);
     }
 
     /// Handles an `IHaveSome` from `src`: recorded only if `src` proved its address with our

@@ -377,7 +377,7 @@ impl Engine {
         if self.is_self(addr) || f.dl.knows_holder(addr) || f.greeting.contains_key(&addr) {
             return;
         }
-        let has_cookie = self.peers.get(&addr).is_some_and(|p| p.has_their_cookie());
+        let has_cookie = self.peer(&addr).is_some_and(|p| p.has_their_cookie());
         if has_cookie {
             if let Some(f) = self.downloads.get_mut(&id) {
                 f.dl.add_holder(addr);
@@ -542,7 +542,7 @@ impl Engine {
                         length: r.length,
                     },
                 );
-                if let Some(c) = self.peers.their_cookie(&r.holder) {
+                if let Some(c) = self.their_cookie(&r.holder) {
                     self.put(&mut w, &Message::AlwaysReturned(c));
                 }
                 self.transmit(r.holder, w);

@@ -200,7 +200,7 @@ impl Engine {
         msgs: &[Message],
         check: Option<CookieCheck>,
     ) -> bool {
-        let info = self.peers.heard(src, now);
+        let info = self.peer_heard(src, now);
         info.set_echoes_ours(check == Some(CookieCheck::Current));
         if msgs.iter().any(|m| {
             matches!(
@@ -216,7 +216,7 @@ impl Engine {
         let mut new_cookie = false;
         for m in msgs {
             if let Message::PleaseAlwaysReturnThisMessage(e) = m {
-                new_cookie |= self.peers.set_their_cookie(&src, e);
+                new_cookie |= self.set_their_cookie(&src, e);
             }
         }
         new_cookie
@@ -323,7 +323,16 @@ impl Engine {
                     }
                 }
                 Purpose::Greet(id) => self.greeted(now, id, src, true),
-                Purpose::Announce => {}
+                Purpose::Announce(id) => {
+                    if !req.with_their_cookie
+                        && self.peer(&src).is_some_and(|p| p.has_their_cookie())
+                    {
+                        // Sent without the node's cookie, the announcement was not recorded
+                        // (an unproven source); send it again now that we hold the cookie
+                        // (several may have gone out before its answer brought it).
+                        self.send_announcement(now, src, id);
+                    }
+                }
                 Purpose::UserPing => self.emit(Event::Pong {
                     addr: src,
                     rtt: Some(now.since(req.sent)),
@@ -415,7 +424,7 @@ impl Engine {
             let ours = Echo::cookie(&self.jar.issue(src.ip()));
             trimmed |= !self.put(&mut w, &Message::PleaseAlwaysReturnThisMessage(ours));
         }
-        if let Some(c) = self.peers.their_cookie(&src) {
+        if let Some(c) = self.their_cookie(&src) {
             trimmed |= !self.put(&mut w, &Message::AlwaysReturned(c));
         }
         let nonced = !echoes.is_empty();
@@ -488,7 +497,7 @@ impl Engine {
             return false;
         }
         let timeout = super::timeout_for(&self.table, self.rtt_all, &self.cfg, src);
-        let with_their_cookie = self.peers.get(&src).is_some_and(|p| p.has_their_cookie());
+        let with_their_cookie = self.peer(&src).is_some_and(|p| p.has_their_cookie());
         self.requests.insert(
             nonce,
             Request {

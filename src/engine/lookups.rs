@@ -66,7 +66,10 @@ impl Engine {
                     continue;
                 }
                 let target = task.lookup.target();
-                let telekad = self.peers.get(&addr).is_some_and(|p| p.telekad());
+                // (`self.peer`, field by field: `task` borrows the lookups.)
+                let telekad = (self.table.peer(addr))
+                    .or_else(|| self.peers.get(&addr))
+                    .is_some_and(|p| p.telekad());
                 let fetch = task.kind == LookupKind::Fetch;
                 let mut body = vec![match task.kind {
                     LookupKind::Find | LookupKind::Fetch => Message::WhoHasSome { id: target },

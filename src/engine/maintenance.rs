@@ -40,7 +40,8 @@ impl Engine {
     /// holds what its steady state needs, not its peak.
     fn shrink(&mut self, now: Time) {
         self.requests.shrink();
-        self.peers.shrink(now);
+        let table = &self.table;
+        self.peers.shrink(now, |a| table.peer(*a).is_some());
         // Queues shrink to twice what they hold, and are let go once empty: a settled node
         // holds none of the candidates, datagrams and events of its join.
         crate::slack::shrink_set(&mut self.candidate_set);

@@ -283,7 +283,8 @@ impl Engine {
         self.requests.len()
     }
 
-    /// Remote addresses remembered (cookies, state).
+    /// Remote addresses remembered in the peer book (cookies, state): those outside the
+    /// routing table, whose contacts and spares keep their own.
     pub fn peers_remembered(&self) -> usize {
         self.peers.len()
     }
@@ -331,6 +332,7 @@ impl Engine {
             }
             self.peers.unanswered(req.addr, now);
             if self.table.failed(req.addr) {
+                self.adopt_promoted(req.addr);
                 self.emit(Event::ContactRemoved(req.addr));
             }
         }
@@ -396,7 +398,11 @@ impl Engine {
     /// every join: a real node only inserts contacts that answered one of its nonces.
     pub fn preload_contact(&mut self, now: Time, addr: SocketAddr) -> bool {
         let addr = canonical(addr);
-        !self.is_self(addr) && self.table.seen(addr, now, None) == Seen::Added
+        if self.is_self(addr) || self.table.seen(addr, now, None) != Seen::Added {
+            return false;
+        }
+        self.adopt_peer(addr);
+        true
     }
 
     /// The state worth saving: the routing table's contacts and, while the table holds fewer

@@ -2,144 +2,11 @@
 
 use crate::addr::PackedAddr;
 use crate::hashing::Map;
+use crate::id::NodeId;
+use crate::peer_info::{deciseconds, inline_text, PeerInfo, NO_COOKIE, RAW_COOKIE};
 use crate::time::Time;
 use crate::wire::Echo;
 use std::net::SocketAddr;
-
-/// Bytes of cookie kept inline in a book entry: the reference node's cookies are 8
-/// characters, kept as they are; telekad's are 16 lowercase hex digits, kept as 8 bytes.
-const INLINE_COOKIE: usize = 8;
-/// Longest cookie text an entry gives back inline.
-const INLINE_TEXT: usize = 2 * INLINE_COOKIE;
-/// `cookie_len` of an entry whose cookie is 16 lowercase hex digits, kept as 8 bytes.
-const HEX_COOKIE: u8 = INLINE_TEXT as u8;
-/// `cookie_len` of an entry with no cookie.
-const NO_COOKIE: u8 = u8::MAX;
-/// `cookie_len` of an entry whose cookie body is kept verbatim in the book's side map.
-const RAW_COOKIE: u8 = u8::MAX - 1;
-const ECHOES_OURS: u8 = 1;
-const TELEKAD: u8 = 2;
-
-/// What the book keeps per address, packed to 14 bytes with byte alignment: the cookie the
-/// peer asked us to return (`PleaseAlwaysReturnThisMessage`; the text of a plain
-/// `{"cookie":"..."}` inline if it is up to 8 plain characters or 16 lowercase hex digits,
-/// any other body in a side map), two flags and when it was last heard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct PeerInfo {
-    cookie_len: u8,
-    cookie: [u8; INLINE_COOKIE],
-    flags: u8,
-    /// Engine time in tenths of a second when it was last heard (enough to tell the
-    /// stalest; wraps after 13 years), little-endian.
-    heard_ds: [u8; 4],
-}
-
-impl Default for PeerInfo {
-    fn default() -> PeerInfo {
-        PeerInfo {
-            cookie_len: NO_COOKIE,
-            cookie: [0; INLINE_COOKIE],
-            flags: 0,
-            heard_ds: [0; 4],
-        }
-    }
-}
-
-impl PeerInfo {
-    /// Whether it handed us a cookie to return.
-    pub fn has_their_cookie(&self) -> bool {
-        self.cookie_len != NO_COOKIE
-    }
-
-    /// Whether its last packet carried our current cookie.
-    pub fn echoes_ours(&self) -> bool {
-        self.flags & ECHOES_OURS != 0
-    }
-
-    /// Sets [`PeerInfo::echoes_ours`].
-    pub fn set_echoes_ours(&mut self, yes: bool) {
-        self.flags = if yes {
-            self.flags | ECHOES_OURS
-        } else {
-            self.flags & !ECHOES_OURS
-        };
-    }
-
-    /// Whether it showed telekad extensions (so it needs no `PleaseSendPeers` beside a
-    /// `WhereAreThey`).
-    pub fn telekad(&self) -> bool {
-        self.flags & TELEKAD != 0
-    }
-
-    /// Marks it as a telekad node.
-    pub fn set_telekad(&mut self) {
-        self.flags |= TELEKAD;
-    }
-
-    fn heard_ds(&self) -> u32 {
-        u32::from_le_bytes(self.heard_ds)
-    }
-
-    /// The inline cookie text, if the cookie is kept inline.
-    fn inline_cookie(&self) -> Option<InlineText> {
-        let mut text = InlineText([0; INLINE_TEXT], 0);
-        match self.cookie_len {
-            HEX_COOKIE => {
-                crate::id::hex_into(&self.cookie, &mut text.0);
-                text.1 = INLINE_TEXT;
-            }
-            len if usize::from(len) <= INLINE_COOKIE => {
-                let len = usize::from(len);
-                text.0[..len].copy_from_slice(&self.cookie[..len]);
-                text.1 = len;
-            }
-            _ => return None,
-        }
-        Some(text)
-    }
-
-    /// Keeps `text` (as [`inline_text`] accepted it) inline.
-    fn set_inline_cookie(&mut self, text: &str) {
-        self.cookie = [0; INLINE_COOKIE];
-        // `inline_text` lets through only lowercase hex digits at this length.
-        if text.len() == INLINE_TEXT && crate::id::unhex_into(text.as_bytes(), &mut self.cookie) {
-            self.cookie_len = HEX_COOKIE;
-        } else if let Some(inline) = self.cookie.get_mut(..text.len()) {
-            inline.copy_from_slice(text.as_bytes());
-            self.cookie_len = text.len() as u8;
-        } else {
-            // Not reachable through `inline_text`; nothing is kept rather than a part.
-            self.cookie_len = NO_COOKIE;
-        }
-    }
-}
-
-/// A cookie text rebuilt from an entry: bytes and length.
-struct InlineText([u8; INLINE_TEXT], usize);
-
-impl InlineText {
-    fn as_str(&self) -> &str {
-        // Only plain ASCII is ever kept inline (see `inline_text`).
-        std::str::from_utf8(&self.0[..self.1]).unwrap_or_default()
-    }
-}
-
-/// The text of a `{"cookie":"..."}` body if it can be kept inline, so that writing it back
-/// gives the same bytes: at most 8 plain ASCII characters, or 16 lowercase hex digits.
-fn inline_text(e: &Echo) -> Option<&str> {
-    let inner = e
-        .as_json()
-        .strip_prefix("{\"cookie\":\"")
-        .and_then(|r| r.strip_suffix("\"}"))?;
-    let plain = inner
-        .bytes()
-        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
-    let hex = inner.len() == INLINE_TEXT
-        && inner
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    ((plain && inner.len() <= INLINE_COOKIE) || hex).then_some(inner)
-}
 
 /// A bounded map of remote addresses; the least recently heard are forgotten first. It also
 /// tracks addresses that keep leaving our requests unanswered (gone nodes that other nodes'
@@ -165,10 +32,6 @@ const MAX_SILENT: usize = 256;
 pub(crate) const SILENT_AFTER: u8 = 4;
 /// How long a silent address stays presumed gone after its last unanswered request.
 const SILENT_FOR_DS: u32 = 3_000;
-
-fn deciseconds(now: Time) -> u32 {
-    (now.as_micros() / 100_000) as u32
-}
 
 impl PeerBook {
     pub fn new(cap: usize) -> PeerBook {
@@ -197,6 +60,7 @@ impl PeerBook {
     }
 
     /// The cookie `addr` asked us to return, as it must be echoed.
+    #[cfg(test)]
     pub fn their_cookie(&self, addr: &SocketAddr) -> Option<Echo> {
         self.get_with_cookie(addr).1
     }
@@ -207,12 +71,21 @@ impl PeerBook {
         let Some(info) = self.entry(&key) else {
             return (None, None);
         };
-        let cookie = match info.cookie_len {
+        (Some(*info), self.cookie_in(&key, info))
+    }
+
+    /// The cookie that `info`, kept for `addr` (in this book or with a routing-table
+    /// contact), holds.
+    pub fn cookie_of(&self, addr: &SocketAddr, info: &PeerInfo) -> Option<Echo> {
+        self.cookie_in(&PackedAddr::new(addr), info)
+    }
+
+    fn cookie_in(&self, key: &PackedAddr, info: &PeerInfo) -> Option<Echo> {
+        match info.cookie_len {
             NO_COOKIE => None,
-            RAW_COOKIE => self.raw_cookies.get(&key).map(|raw| Echo::raw(raw)),
+            RAW_COOKIE => self.raw_cookies.get(key).map(|raw| Echo::raw(raw)),
             _ => info.inline_cookie().map(|t| Echo::cookie(t.as_str())),
-        };
-        (Some(*info), cookie)
+        }
     }
 
     /// Stores the cookie `addr` asked us to return (its entry must exist: see
@@ -222,29 +95,33 @@ impl PeerBook {
         let Ok(at) = self.find(&key) else {
             return false;
         };
-        let info = &mut self.entries[at].1;
-        if let Some(text) = inline_text(e) {
-            if info.inline_cookie().is_some_and(|t| t.as_str() == text) {
-                return false;
-            }
-            info.set_inline_cookie(text);
-            self.raw_cookies.remove(&key);
-            return true;
-        }
-        if info.cookie_len == RAW_COOKIE
-            && self.raw_cookies.get(&key).map(|r| &**r) == Some(e.as_json())
-        {
-            return false;
-        }
-        info.cookie_len = RAW_COOKIE;
-        self.raw_cookies.insert(key, e.as_json().into());
-        true
+        store_cookie(&mut self.raw_cookies, key, &mut self.entries[at].1, e)
     }
 
-    /// Gives back memory a burst left reserved, and forgets silent addresses whose time ran
-    /// out.
-    pub fn shrink(&mut self, now: Time) {
+    /// [`PeerBook::set_their_cookie`] for an entry kept outside the book (a routing-table
+    /// contact's); a cookie too unusual to keep inline goes in the book's side map.
+    pub fn set_cookie_of(&mut self, addr: &SocketAddr, info: &mut PeerInfo, e: &Echo) -> bool {
+        store_cookie(&mut self.raw_cookies, PackedAddr::new(addr), info, e)
+    }
+
+    /// Takes the entry of `addr` out of the book (it moves to the routing table with its
+    /// contact); a cookie in the side map stays there.
+    pub fn take(&mut self, addr: &SocketAddr) -> Option<PeerInfo> {
+        let at = self.find(&PackedAddr::new(addr)).ok()?;
+        Some(self.entries.remove(at).1)
+    }
+
+    /// Gives back memory a burst left reserved, forgets silent addresses whose time ran
+    /// out, and drops side-map cookies of addresses that neither the book nor `elsewhere`
+    /// (the routing table) keeps any more.
+    pub fn shrink(&mut self, now: Time, elsewhere: impl Fn(&SocketAddr) -> bool) {
         crate::slack::shrink_vec(&mut self.entries);
+        if !self.raw_cookies.is_empty() {
+            let entries = &self.entries;
+            self.raw_cookies.retain(|a, _| {
+                entries.binary_search_by(|(e, _)| e.cmp(a)).is_ok() || elsewhere(&a.get())
+            });
+        }
         crate::slack::shrink_map(&mut self.raw_cookies);
         let now = deciseconds(now);
         self.silent
@@ -302,8 +179,15 @@ impl PeerBook {
             }
         };
         let p = &mut self.entries[at].1;
-        p.heard_ds = deciseconds(now).to_le_bytes();
+        p.set_heard(now);
         p
+    }
+
+    /// Forgets that `addr` kept silent (it was heard).
+    pub fn heard_from(&mut self, addr: &SocketAddr) {
+        if !self.silent.is_empty() {
+            self.silent.remove(&PackedAddr::new(addr));
+        }
     }
 
     /// Forgets the least recently heard quarter (ties broken by address, so the outcome does
@@ -331,9 +215,147 @@ impl PeerBook {
     }
 }
 
+/// What the engine keeps per remote address lives in one of two places: a routing-table
+/// contact (or spare) keeps its own, for as long as it is in the table; any other address
+/// has an entry in the bounded [`PeerBook`]. These methods look in the table first.
+impl super::Engine {
+    /// What is kept about `addr`, wherever it is.
+    pub(super) fn peer(&self, addr: &SocketAddr) -> Option<&PeerInfo> {
+        self.table.peer(*addr).or_else(|| self.peers.get(addr))
+    }
+
+    /// What is kept about `addr` and the cookie it asked us to return.
+    pub(super) fn peer_with_cookie(&self, addr: &SocketAddr) -> (Option<PeerInfo>, Option<Echo>) {
+        match self.table.peer(*addr) {
+            Some(info) => (Some(*info), self.peers.cookie_of(addr, info)),
+            None => self.peers.get_with_cookie(addr),
+        }
+    }
+
+    /// The cookie `addr` asked us to return.
+    pub(super) fn their_cookie(&self, addr: &SocketAddr) -> Option<Echo> {
+        self.peer_with_cookie(addr).1
+    }
+
+    /// What is kept about `addr`, created in the book if it is new, marked heard at `now`.
+    pub(super) fn peer_heard(&mut self, addr: SocketAddr, now: Time) -> &mut PeerInfo {
+        match self.table.peer_mut(addr) {
+            Some(info) => {
+                self.peers.heard_from(&addr);
+                info.set_heard(now);
+                info
+            }
+            None => self.peers.heard(addr, now),
+        }
+    }
+
+    /// Stores the cookie `addr` asked us to return (after [`Self::peer_heard`]); returns
+    /// whether it differs from the one stored.
+    pub(super) fn set_their_cookie(&mut self, addr: &SocketAddr, e: &Echo) -> bool {
+        match self.table.peer_mut(*addr) {
+            Some(info) => self.peers.set_cookie_of(addr, info, e),
+            None => self.peers.set_their_cookie(addr, e),
+        }
+    }
+
+    /// `addr` has just become a contact: what the book kept about it moves to the contact.
+    pub(super) fn adopt_peer(&mut self, addr: SocketAddr) {
+        if let Some(slot) = self.table.peer_mut(addr) {
+            if let Some(info) = self.peers.take(&addr) {
+                *slot = info;
+            }
+        }
+    }
+
+    /// A contact of the bucket of `addr` left it, and a spare may have taken its place:
+    /// what the book kept about a newly promoted contact moves to it.
+    pub(super) fn adopt_promoted(&mut self, addr: SocketAddr) {
+        let Some(idx) = self.table.own_id().bucket_index(&NodeId::of_addr(addr)) else {
+            return;
+        };
+        let fresh: Vec<SocketAddr> = (self.table.bucket(idx).iter())
+            .filter(|c| *c.peer_info() == PeerInfo::default())
+            .map(|c| c.addr())
+            .collect();
+        for a in fresh {
+            self.adopt_peer(a);
+        }
+    }
+}
+
+/// Stores cookie `e` in `info`, kept for `key`: inline if it fits, else in `raw`. Returns
+/// whether it differs from the one stored.
+fn store_cookie(
+    raw: &mut Map<PackedAddr, Box<str>>,
+    key: PackedAddr,
+    info: &mut PeerInfo,
+    e: &Echo,
+) -> bool {
+    if let Some(text) = inline_text(e) {
+        if info.inline_cookie().is_some_and(|t| t.as_str() == text) {
+            return false;
+        }
+        info.set_inline_cookie(text);
+        raw.remove(&key);
+        return true;
+    }
+    if info.cookie_len == RAW_COOKIE && raw.get(&key).map(|r| &**r) == Some(e.as_json()) {
+        return false;
+    }
+    info.cookie_len = RAW_COOKIE;
+    raw.insert(key, e.as_json().into());
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_contact_keeps_its_cookie_however_many_strangers_write() {
+        use crate::config::Config;
+        use crate::engine::Engine;
+        use std::time::Duration;
+        let (a_addr, b_addr): (SocketAddr, SocketAddr) = (
+            "127.0.0.1:24001".parse().unwrap(),
+            "127.0.0.2:24002".parse().unwrap(),
+        );
+        let cfg = Config::default();
+        let mut a = Engine::new(cfg.clone(), a_addr, 1, Time::ZERO);
+        let mut b = Engine::new(cfg.clone(), b_addr, 2, Time::ZERO);
+        a.bootstrap(Time::ZERO, &[b_addr]);
+        let mut now = Time::ZERO;
+        for _ in 0..20 {
+            now = now + Duration::from_millis(1);
+            while let Some(t) = a.poll_transmit() {
+                b.handle_packet(now, a_addr, &t.payload);
+            }
+            while let Some(t) = b.poll_transmit() {
+                a.handle_packet(now, b_addr, &t.payload);
+            }
+        }
+        assert!(a.table().contains(b_addr));
+        let cookie = a.their_cookie(&b_addr).expect("b gave a its cookie");
+        assert!(
+            a.peers.get(&b_addr).is_none(),
+            "kept with the contact, not in the book"
+        );
+        // Ten times the book's bound of strangers, each handing a its own cookie.
+        for i in 0..cfg.max_peer_book * 10 {
+            now = now + Duration::from_millis(1);
+            let src = SocketAddr::from(([127, 1, (i >> 8) as u8, i as u8], 9000));
+            let pkt = br#"[{"PleaseSendPeers":{}},{"PleaseAlwaysReturnThisMessage":{"cookie":"s7r4ng3r"}}]"#;
+            a.handle_packet(now, src, pkt);
+            while a.poll_transmit().is_some() {}
+            assert!(a.peers_remembered() <= cfg.max_peer_book);
+        }
+        assert_eq!(
+            a.their_cookie(&b_addr),
+            Some(cookie),
+            "the contact's cookie survived"
+        );
+        assert!(a.table().contains(b_addr));
+    }
 
     #[test]
     fn entries_stay_compact() {

@@ -20,8 +20,8 @@ pub(crate) enum Purpose {
     Peers,
     /// A step of a lookup.
     Lookup(LookupId, NodeId),
-    /// `IHaveSome` to one of the nodes closest to an id.
-    Announce,
+    /// `IHaveSome` for an id to one of the nodes closest to it.
+    Announce(NodeId),
     /// A ping the owner asked for ([`super::Engine::ping`]).
     UserPing,
     /// A first request to a holder of a download, to get its cookie before asking blocks.

@@ -26,7 +26,7 @@ impl Engine {
         }
         let nonce: u64 = self.rng.random();
         let timeout = timeout_for(&self.table, self.rtt_all, &self.cfg, addr);
-        let (info, their) = self.peers.get_with_cookie(&addr);
+        let (info, their) = self.peer_with_cookie(&addr);
         let echoes = info.is_some_and(|p| p.echoes_ours());
         let mut w = PacketWriter::new(MAX_DATAGRAM);
         for m in body {
@@ -107,7 +107,10 @@ impl Engine {
     /// `addr` proved it is reachable (it echoed one of our nonces).
     pub(super) fn contact_answered(&mut self, now: Time, addr: SocketAddr, rtt: Option<Duration>) {
         match self.table.seen(addr, now, rtt) {
-            Seen::Added => self.emit(Event::ContactAdded(addr)),
+            Seen::Added => {
+                self.adopt_peer(addr);
+                self.emit(Event::ContactAdded(addr));
+            }
             Seen::Full { lrs, lrs_seen } => {
                 let fresh = now.since(lrs_seen) < self.cfg.evict_check_after;
                 let checking = self
