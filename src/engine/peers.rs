@@ -1,4 +1,6 @@
-//! What the engine remembers per remote address: its cookie, and whether it echoes ours.
+//! What the engine remembers per remote address (its cookie, whether it echoes ours, whether
+//! it is telekad): with its contact for a routing-table contact, in the bounded peer book
+//! for any other address.
 
 use crate::addr::PackedAddr;
 use crate::hashing::Map;
@@ -8,7 +10,8 @@ use crate::time::Time;
 use crate::wire::Echo;
 use std::net::SocketAddr;
 
-/// A bounded map of remote addresses; the least recently heard are forgotten first. It also
+/// A bounded map of remote addresses outside the routing table (spares, candidates, nodes
+/// met in lookups, requesters); the least recently heard are forgotten first. It also
 /// tracks addresses that keep leaving our requests unanswered (gone nodes that other nodes'
 /// tables still list), so that lookups stop waiting for them.
 ///
