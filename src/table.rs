@@ -2,13 +2,13 @@
 
 use crate::addr::PackedAddr;
 use crate::id::NodeId;
-use crate::peer_info::PeerInfo;
+use crate::peer_info::{deciseconds, PeerInfo};
 use crate::time::Time;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 /// A verified contact: an address that answered us, what we measured about it, and its
-/// cookie and flags. It costs 64 bytes: its address packed, and of its ID (SHA-256 of the
+/// cookie and flags. It costs 56 bytes (times to the tenth of a second): its address packed, and of its ID (SHA-256 of the
 /// address, see [`Contact::id`]) only the first 64 bits, which order contacts by distance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Contact {
@@ -18,10 +18,10 @@ pub struct Contact {
     addr: PackedAddr,
     /// Smoothed round-trip time in microseconds, 0 until measured (see [`Contact::rtt`]).
     rtt_us: u32,
-    /// When it last answered.
-    pub last_seen: Time,
-    /// When it first entered the table.
-    pub first_seen: Time,
+    /// When it last answered, in tenths of a second (see [`Contact::last_seen`]).
+    last_seen_ds: u32,
+    /// When it first entered the table, in tenths of a second.
+    first_seen_ds: u32,
     /// Requests it failed to answer since it last answered.
     pub failures: u8,
     /// Its cookie and flags (kept here rather than in the engine's bounded peer book, so
@@ -37,8 +37,8 @@ impl Contact {
             addr: PackedAddr::new(&addr),
             key: NodeId::of_addr(addr).prefix(),
             rtt_us: 0,
-            last_seen: now,
-            first_seen: now,
+            last_seen_ds: deciseconds(now),
+            first_seen_ds: deciseconds(now),
             failures: 0,
             peer: PeerInfo::default(),
         }
@@ -52,6 +52,17 @@ impl Contact {
     /// Its ID: SHA-256 of its address (hashed again, or found in the per-thread cache).
     pub fn id(&self) -> NodeId {
         NodeId::of_addr(self.addr())
+    }
+
+    /// When it last answered, to the tenth of a second below (kept in 4 bytes: wraps
+    /// after 13 years of uptime).
+    pub fn last_seen(&self) -> Time {
+        Time::from_millis(u64::from(self.last_seen_ds) * 100)
+    }
+
+    /// When it first entered the table, to the tenth of a second below.
+    pub fn first_seen(&self) -> Time {
+        Time::from_millis(u64::from(self.first_seen_ds) * 100)
     }
 
     /// What is kept about it (cookie, flags): default until the engine moves it here.
@@ -71,7 +82,7 @@ impl Contact {
     }
 
     fn observe(&mut self, now: Time, rtt: Option<Duration>) {
-        self.last_seen = now;
+        self.last_seen_ds = deciseconds(now);
         self.failures = 0;
         if let Some(sample) = rtt {
             self.set_rtt(Some(match self.rtt() {
@@ -321,7 +332,7 @@ impl RoutingTable {
             }
             return Seen::Full {
                 lrs: bucket.entries[0].addr(),
-                lrs_seen: bucket.entries[0].last_seen,
+                lrs_seen: bucket.entries[0].last_seen(),
             };
         }
         push_bounded(&mut bucket.entries, c, k);
@@ -371,7 +382,7 @@ impl RoutingTable {
             let at = bucket
                 .entries
                 .iter()
-                .position(|e| e.last_seen > c.last_seen)
+                .position(|e| e.last_seen_ds > c.last_seen_ds)
                 .unwrap_or(bucket.entries.len());
             bucket.entries.insert(at, c);
             self.len += 1;
@@ -512,7 +523,7 @@ impl RoutingTable {
             .collect();
         *self = RoutingTable::new(own, self.cfg.clone());
         for c in old {
-            self.seen(c.addr(), c.last_seen, c.rtt());
+            self.seen(c.addr(), c.last_seen(), c.rtt());
         }
     }
 }
@@ -523,7 +534,7 @@ mod tests {
 
     #[test]
     fn contacts_stay_compact() {
-        assert!(std::mem::size_of::<Contact>() <= 64);
+        assert!(std::mem::size_of::<Contact>() <= 56);
         for a in ["127.0.0.1:5", "[2001:db8::1]:65535", "[::ffff:10.0.0.1]:7"] {
             let a: SocketAddr = a.parse().unwrap();
             let c = Contact::new(a, Time::ZERO);

@@ -61,7 +61,7 @@ fn check_invariants(t: &RoutingTable, cfg: &TableConfig) {
         assert!(b.len() <= cfg.k, "bucket {idx} over k");
         for w in b.windows(2) {
             assert!(
-                w[0].last_seen <= w[1].last_seen,
+                w[0].last_seen() <= w[1].last_seen(),
                 "bucket {idx} not LRS-first"
             );
         }
@@ -238,31 +238,31 @@ fn ping_before_evict() {
     let own: SocketAddr = "127.0.0.1:1".parse().unwrap();
     let own_id = NodeId::of_addr(own);
     let mut t = RoutingTable::new(own_id, cfg);
-    // Four addresses in bucket 0 of own.
+    // Four addresses in bucket 0 of own. (Contacts keep times to the tenth of a second.)
     let in_b0: Vec<SocketAddr> = (2..60_000u16)
         .map(|p| SocketAddr::from(([127, 0, 0, 2], p)))
         .filter(|a| own_id.bucket_index(&NodeId::of_addr(*a)) == Some(0))
         .take(4)
         .collect();
-    assert_eq!(t.seen(in_b0[0], Time::from_millis(1), None), Seen::Added);
-    assert_eq!(t.seen(in_b0[1], Time::from_millis(2), None), Seen::Added);
+    assert_eq!(t.seen(in_b0[0], Time::from_millis(100), None), Seen::Added);
+    assert_eq!(t.seen(in_b0[1], Time::from_millis(200), None), Seen::Added);
     assert_eq!(
-        t.seen(in_b0[2], Time::from_millis(3), None),
+        t.seen(in_b0[2], Time::from_millis(300), None),
         Seen::Full {
             lrs: in_b0[0],
-            lrs_seen: Time::from_millis(1)
+            lrs_seen: Time::from_millis(100)
         }
     );
     // The old contact answers the eviction ping: it stays and becomes most recent.
     assert_eq!(
-        t.seen(in_b0[0], Time::from_millis(4), None),
+        t.seen(in_b0[0], Time::from_millis(400), None),
         Seen::Refreshed
     );
     assert_eq!(
-        t.seen(in_b0[3], Time::from_millis(5), None),
+        t.seen(in_b0[3], Time::from_millis(500), None),
         Seen::Full {
             lrs: in_b0[1],
-            lrs_seen: Time::from_millis(2)
+            lrs_seen: Time::from_millis(200)
         }
     );
     // in_b0[1] fails: it is replaced by the freshest spare, in_b0[3].

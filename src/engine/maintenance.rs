@@ -178,7 +178,7 @@ impl Engine {
             let Some(lrs) = self.table.bucket(idx).first() else {
                 continue;
             };
-            if now.since(lrs.last_seen) < self.cfg.ping_interval {
+            if now.since(lrs.last_seen()) < self.cfg.ping_interval {
                 continue;
             }
             let addr = lrs.addr();

@@ -88,10 +88,10 @@ pub(super) async fn table(State(st): State<Shared>) -> ApiResult {
         }
         let age = s
             .uptime
-            .saturating_sub(Duration::from_micros(c.first_seen.as_micros()));
+            .saturating_sub(Duration::from_micros(c.first_seen().as_micros()));
         let seen = s
             .uptime
-            .saturating_sub(Duration::from_micros(c.last_seen.as_micros()));
+            .saturating_sub(Duration::from_micros(c.last_seen().as_micros()));
         buckets[i].push(json!({
             "addr": c.addr().to_string(),
             "id": c.id().to_hex(),
