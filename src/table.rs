@@ -318,6 +318,11 @@ impl RoutingTable {
             .map(|p| bucket.spares.remove(p));
         let full = bucket.entries.len() >= k;
         if !full && self.capped(addr) {
+            // A spare kept out by the caps stays a spare, now the freshest.
+            if let Some(mut s) = spare {
+                s.observe(now, rtt);
+                self.slot(idx).spares.push(s);
+            }
             return Seen::Capped;
         }
         let mut c = spare.unwrap_or_else(|| Contact::new(addr, now));
@@ -531,6 +536,43 @@ impl RoutingTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_capped_spare_that_answers_stays_a_spare() {
+        let cfg = TableConfig {
+            k: 2,
+            replacements: 2,
+            max_per_ip: 1,
+            max_per_subnet: 0,
+            max_failures: 3,
+        };
+        let own = NodeId::of_addr("127.0.0.1:1".parse().unwrap());
+        let mut t = RoutingTable::new(own, cfg);
+        // Addresses of bucket 0 on a given IP.
+        let in_b0 = |ip: [u8; 4]| {
+            (2..60_000u16)
+                .map(move |p| SocketAddr::from((ip, p)))
+                .filter(move |a| own.bucket_index(&NodeId::of_addr(*a)) == Some(0))
+        };
+        let a = in_b0([127, 0, 0, 2]).next().unwrap();
+        let c = in_b0([127, 0, 0, 2]).nth(1).unwrap();
+        let b = in_b0([127, 0, 0, 3]).next().unwrap();
+        let ms = Time::from_millis;
+        assert_eq!(t.seen(a, ms(100), None), Seen::Added);
+        assert_eq!(t.seen(b, ms(200), None), Seen::Added);
+        assert!(matches!(t.seen(c, ms(300), None), Seen::Full { .. }));
+        // b leaves; c cannot take its place (a holds its IP's one slot).
+        assert!(t.failed(b));
+        assert_eq!(t.bucket(0).len(), 1);
+        assert_eq!(t.buckets[0].spares.len(), 1);
+        // c answers again: still capped, and still a spare.
+        assert_eq!(t.seen(c, ms(400), None), Seen::Capped);
+        assert_eq!(t.buckets[0].spares.len(), 1, "the spare was kept");
+        assert_eq!(t.buckets[0].spares[0].last_seen(), ms(400));
+        // Once a leaves, c is promoted.
+        assert!(t.remove(a));
+        assert!(t.contains(c));
+    }
 
     #[test]
     fn contacts_stay_compact() {
