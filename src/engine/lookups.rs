@@ -66,9 +66,8 @@ impl Engine {
                     continue;
                 }
                 let target = task.lookup.target();
-                // (`self.peer`, field by field: `task` borrows the lookups.)
-                let telekad = (self.table.peer(addr))
-                    .or_else(|| self.peers.get(&addr))
+                // (Not `self.peer`: `task` borrows the lookups.)
+                let telekad = super::peers::peer_in(&self.table, &self.peers, &addr)
                     .is_some_and(|p| p.telekad());
                 let fetch = task.kind == LookupKind::Fetch;
                 let mut body = vec![match task.kind {

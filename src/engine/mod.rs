@@ -283,8 +283,8 @@ impl Engine {
         self.requests.len()
     }
 
-    /// Remote addresses remembered in the peer book (cookies, state): those outside the
-    /// routing table, whose contacts and spares keep their own.
+    /// Remote addresses remembered in the peer book (cookies, state): all but the routing
+    /// table's contacts, which keep their own.
     pub fn peers_remembered(&self) -> usize {
         self.peers.len()
     }

@@ -6,6 +6,7 @@ use crate::addr::PackedAddr;
 use crate::hashing::Map;
 use crate::id::NodeId;
 use crate::peer_info::{deciseconds, inline_text, PeerInfo, NO_COOKIE, RAW_COOKIE};
+use crate::table::RoutingTable;
 use crate::time::Time;
 use crate::wire::Echo;
 use std::net::SocketAddr;
@@ -47,7 +48,7 @@ impl PeerBook {
     }
 
     fn find(&self, key: &PackedAddr) -> Result<usize, usize> {
-        self.entries.binary_search_by(|(a, _)| a.cmp(key))
+        find_in(&self.entries, key)
     }
 
     fn entry(&self, key: &PackedAddr) -> Option<&PeerInfo> {
@@ -121,9 +122,8 @@ impl PeerBook {
         crate::slack::shrink_vec(&mut self.entries);
         if !self.raw_cookies.is_empty() {
             let entries = &self.entries;
-            self.raw_cookies.retain(|a, _| {
-                entries.binary_search_by(|(e, _)| e.cmp(a)).is_ok() || elsewhere(&a.get())
-            });
+            self.raw_cookies
+                .retain(|a, _| find_in(entries, a).is_ok() || elsewhere(&a.get()));
         }
         crate::slack::shrink_map(&mut self.raw_cookies);
         let now = deciseconds(now);
@@ -218,13 +218,23 @@ impl PeerBook {
     }
 }
 
+/// What is kept about `addr`: with its contact if it is one, else in `book` (for callers that
+/// hold other parts of the engine borrowed; others call [`super::Engine::peer`]).
+pub(super) fn peer_in<'a>(
+    table: &'a RoutingTable,
+    book: &'a PeerBook,
+    addr: &SocketAddr,
+) -> Option<&'a PeerInfo> {
+    table.peer(*addr).or_else(|| book.get(addr))
+}
+
 /// What the engine keeps per remote address lives in one of two places: a routing-table
-/// contact (or spare) keeps its own, for as long as it is in the table; any other address
-/// has an entry in the bounded [`PeerBook`]. These methods look in the table first.
+/// contact keeps its own, for as long as it is a contact; any other address (a spare
+/// included) has an entry in the bounded [`PeerBook`]. These methods look in the table first.
 impl super::Engine {
     /// What is kept about `addr`, wherever it is.
     pub(super) fn peer(&self, addr: &SocketAddr) -> Option<&PeerInfo> {
-        self.table.peer(*addr).or_else(|| self.peers.get(addr))
+        peer_in(&self.table, &self.peers, addr)
     }
 
     /// What is kept about `addr` and the cookie it asked us to return.
@@ -284,6 +294,11 @@ impl super::Engine {
             self.adopt_peer(a);
         }
     }
+}
+
+/// Where `key` is, or would go, in a book's sorted entries.
+fn find_in(entries: &[(PackedAddr, PeerInfo)], key: &PackedAddr) -> Result<usize, usize> {
+    entries.binary_search_by(|(a, _)| a.cmp(key))
 }
 
 /// Stores cookie `e` in `info`, kept for `key`: inline if it fits, else in `raw`. Returns
