@@ -78,7 +78,7 @@ impl PeerInfo {
 
     /// Marks it heard at `now`.
     pub(crate) fn set_heard(&mut self, now: Time) {
-        self.heard_ds = deciseconds(now).to_le_bytes();
+        self.heard_ds = now.as_deciseconds().to_le_bytes();
     }
 
     pub(crate) fn heard_ds(&self) -> u32 {
@@ -144,9 +144,4 @@ pub(crate) fn inline_text(e: &Echo) -> Option<&str> {
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     ((plain && inner.len() <= INLINE_COOKIE) || hex).then_some(inner)
-}
-
-/// Engine time in tenths of a second (wraps after 13 years).
-pub(crate) fn deciseconds(now: Time) -> u32 {
-    (now.as_micros() / 100_000) as u32
 }

@@ -2,14 +2,15 @@
 
 use crate::addr::PackedAddr;
 use crate::id::NodeId;
-use crate::peer_info::{deciseconds, PeerInfo};
+use crate::peer_info::PeerInfo;
 use crate::time::Time;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 /// A verified contact: an address that answered us, what we measured about it, and its
-/// cookie and flags. It costs 56 bytes (times to the tenth of a second): its address packed, and of its ID (SHA-256 of the
-/// address, see [`Contact::id`]) only the first 64 bits, which order contacts by distance.
+/// cookie and flags. It costs 56 bytes: its address packed, times to the tenth of a second,
+/// and of its ID (SHA-256 of the address, see [`Contact::id`]) only the first 64 bits, which
+/// order contacts by distance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Contact {
     /// The first 64 bits of its ID.
@@ -37,8 +38,8 @@ impl Contact {
             addr: PackedAddr::new(&addr),
             key: NodeId::of_addr(addr).prefix(),
             rtt_us: 0,
-            last_seen_ds: deciseconds(now),
-            first_seen_ds: deciseconds(now),
+            last_seen_ds: now.as_deciseconds(),
+            first_seen_ds: now.as_deciseconds(),
             failures: 0,
             peer: PeerInfo::default(),
         }
@@ -57,12 +58,12 @@ impl Contact {
     /// When it last answered, to the tenth of a second below (kept in 4 bytes: wraps
     /// after 13 years of uptime).
     pub fn last_seen(&self) -> Time {
-        Time::from_millis(u64::from(self.last_seen_ds) * 100)
+        Time::from_deciseconds(self.last_seen_ds)
     }
 
     /// When it first entered the table, to the tenth of a second below.
     pub fn first_seen(&self) -> Time {
-        Time::from_millis(u64::from(self.first_seen_ds) * 100)
+        Time::from_deciseconds(self.first_seen_ds)
     }
 
     /// What is kept about it (cookie, flags): default until the engine moves it here.
@@ -82,7 +83,7 @@ impl Contact {
     }
 
     fn observe(&mut self, now: Time, rtt: Option<Duration>) {
-        self.last_seen_ds = deciseconds(now);
+        self.last_seen_ds = now.as_deciseconds();
         self.failures = 0;
         if let Some(sample) = rtt {
             self.set_rtt(Some(match self.rtt() {
@@ -321,7 +322,7 @@ impl RoutingTable {
             // A spare kept out by the caps stays a spare, now the freshest.
             if let Some(mut s) = spare {
                 s.observe(now, rtt);
-                self.slot(idx).spares.push(s);
+                push_bounded(&mut self.slot(idx).spares, s, spares_max);
             }
             return Seen::Capped;
         }

@@ -29,6 +29,17 @@ impl Time {
         self.0
     }
 
+    /// Tenths of a second since the epoch, in 4 bytes (wraps after 13 years): what the
+    /// routing table and the peer book keep of when an address was last seen or heard.
+    pub const fn as_deciseconds(self) -> u32 {
+        (self.0 / 100_000) as u32
+    }
+
+    /// The time `ds` tenths of a second after the epoch (see [`Time::as_deciseconds`]).
+    pub const fn from_deciseconds(ds: u32) -> Time {
+        Time(ds as u64 * 100_000)
+    }
+
     /// The time elapsed since `earlier`, or zero if `earlier` is later.
     pub fn since(self, earlier: Time) -> Duration {
         Duration::from_micros(self.0.saturating_sub(earlier.0))

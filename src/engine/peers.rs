@@ -5,7 +5,7 @@
 use crate::addr::PackedAddr;
 use crate::hashing::Map;
 use crate::id::NodeId;
-use crate::peer_info::{deciseconds, inline_text, PeerInfo, NO_COOKIE, RAW_COOKIE};
+use crate::peer_info::{inline_text, PeerInfo, NO_COOKIE, RAW_COOKIE};
 use crate::table::RoutingTable;
 use crate::time::Time;
 use crate::wire::Echo;
@@ -126,7 +126,7 @@ impl PeerBook {
                 .retain(|a, _| find_in(entries, a).is_ok() || elsewhere(&a.get()));
         }
         crate::slack::shrink_map(&mut self.raw_cookies);
-        let now = deciseconds(now);
+        let now = now.as_deciseconds();
         self.silent
             .retain(|_, (_, at)| now.wrapping_sub(*at) < SILENT_FOR_DS);
         crate::slack::shrink_map(&mut self.silent);
@@ -135,7 +135,7 @@ impl PeerBook {
     /// A request to `addr` expired unanswered at `now`.
     pub fn unanswered(&mut self, addr: SocketAddr, now: Time) {
         let key = PackedAddr::new(&addr);
-        let now = deciseconds(now);
+        let now = now.as_deciseconds();
         if self.silent.len() >= MAX_SILENT && !self.silent.contains_key(&key) {
             // Forget the one silent longest ago (ties by address).
             if let Some(old) = self.silent.iter().map(|(a, (_, t))| (*t, *a)).min() {
@@ -156,7 +156,7 @@ impl PeerBook {
         self.silent
             .get(&PackedAddr::new(addr))
             .is_some_and(|(n, at)| {
-                *n >= SILENT_AFTER && deciseconds(now).wrapping_sub(*at) < SILENT_FOR_DS
+                *n >= SILENT_AFTER && now.as_deciseconds().wrapping_sub(*at) < SILENT_FOR_DS
             })
     }
 
@@ -478,7 +478,7 @@ mod tests {
                     }
                 }
                 model.insert(key, ds);
-                book.heard(a, Time::from_millis(u64::from(ds) * 100));
+                book.heard(a, Time::from_deciseconds(ds));
                 let kept: Vec<(PackedAddr, u32)> =
                     book.entries.iter().map(|(a, p)| (*a, p.heard_ds())).collect();
                 let want: Vec<(PackedAddr, u32)> = model.iter().map(|(a, t)| (*a, *t)).collect();
