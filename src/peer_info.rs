@@ -1,9 +1,8 @@
 //! What telekad remembers about one remote address it talks with: the cookie it asked us to
-//! return, whether it echoes ours, whether it is a telekad node, and when it was last heard.
+//! return, whether it echoes ours, and whether it is a telekad node.
 //! A routing-table contact keeps it inline ([`crate::table::Contact`]); any other address
 //! keeps it in the engine's bounded peer book.
 
-use crate::time::Time;
 use crate::wire::Echo;
 
 /// Bytes of cookie kept inline in a book entry: the reference node's cookies are 8
@@ -20,18 +19,17 @@ pub(crate) const RAW_COOKIE: u8 = u8::MAX - 1;
 const ECHOES_OURS: u8 = 1;
 const TELEKAD: u8 = 2;
 
-/// What is kept per address, packed to 14 bytes with byte alignment: the cookie the
+/// What is kept per address, packed to 10 bytes with byte alignment: the cookie the
 /// peer asked us to return (`PleaseAlwaysReturnThisMessage`; the text of a plain
 /// `{"cookie":"..."}` inline if it is up to 8 plain characters or 16 lowercase hex digits,
-/// any other body in the peer book's side map), two flags and when it was last heard.
+/// any other body in the peer book's side map) and two flags. (When it was last heard is
+/// kept beside it in the peer book, which forgets the stalest first; a contact has its own
+/// times.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PeerInfo {
     pub(crate) cookie_len: u8,
     cookie: [u8; INLINE_COOKIE],
     flags: u8,
-    /// Engine time in tenths of a second when it was last heard (enough to tell the
-    /// stalest; wraps after 13 years), little-endian.
-    heard_ds: [u8; 4],
 }
 
 impl Default for PeerInfo {
@@ -40,7 +38,6 @@ impl Default for PeerInfo {
             cookie_len: NO_COOKIE,
             cookie: [0; INLINE_COOKIE],
             flags: 0,
-            heard_ds: [0; 4],
         }
     }
 }
@@ -74,15 +71,6 @@ impl PeerInfo {
     /// Marks it as a telekad node.
     pub fn set_telekad(&mut self) {
         self.flags |= TELEKAD;
-    }
-
-    /// Marks it heard at `now`.
-    pub(crate) fn set_heard(&mut self, now: Time) {
-        self.heard_ds = now.as_deciseconds().to_le_bytes();
-    }
-
-    pub(crate) fn heard_ds(&self) -> u32 {
-        u32::from_le_bytes(self.heard_ds)
     }
 
     /// The inline cookie text, if the cookie is kept inline.

@@ -7,18 +7,23 @@ use crate::time::Time;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// The longest round-trip time a contact keeps (2^24 - 1 microseconds, 16.8 s; a lookup
+/// gives up on an answer after 2 s by default): a longer one is kept as this.
+pub const MAX_RTT: Duration = Duration::from_micros((1 << 24) - 1);
+
 /// A verified contact: an address that answered us, what we measured about it, and its
-/// cookie and flags. It costs 56 bytes: its address packed, times to the tenth of a second,
-/// and of its ID (SHA-256 of the address, see [`Contact::id`]) only the first 64 bits, which
-/// order contacts by distance.
+/// cookie and flags. It costs 48 bytes: its address packed, times to the tenth of a second,
+/// its round-trip time in 3 bytes, and of its ID (SHA-256 of the address, see
+/// [`Contact::id`]) only the first 64 bits, which order contacts by distance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Contact {
     /// The first 64 bits of its ID.
     key: u64,
     /// The address that answered (see [`Contact::addr`]).
     addr: PackedAddr,
-    /// Smoothed round-trip time in microseconds, 0 until measured (see [`Contact::rtt`]).
-    rtt_us: u32,
+    /// Smoothed round-trip time in microseconds, little-endian in 24 bits, 0 until measured
+    /// (see [`Contact::rtt`]).
+    rtt_us: [u8; 3],
     /// When it last answered, in tenths of a second (see [`Contact::last_seen`]).
     last_seen_ds: u32,
     /// When it first entered the table, in tenths of a second.
@@ -37,7 +42,7 @@ impl Contact {
         Contact {
             addr: PackedAddr::new(&addr),
             key: NodeId::of_addr(addr).prefix(),
-            rtt_us: 0,
+            rtt_us: [0; 3],
             last_seen_ds: now.as_deciseconds(),
             first_seen_ds: now.as_deciseconds(),
             failures: 0,
@@ -73,13 +78,17 @@ impl Contact {
 
     /// Smoothed round-trip time, once measured.
     pub fn rtt(&self) -> Option<Duration> {
-        (self.rtt_us != 0).then(|| Duration::from_micros(u64::from(self.rtt_us)))
+        let [a, b, c] = self.rtt_us;
+        let us = u32::from_le_bytes([a, b, c, 0]);
+        (us != 0).then(|| Duration::from_micros(u64::from(us)))
     }
 
     /// Sets the smoothed round-trip time (kept to the microsecond, at least 1 us and at
-    /// most 71 minutes).
+    /// most [`MAX_RTT`]).
     pub fn set_rtt(&mut self, rtt: Option<Duration>) {
-        self.rtt_us = rtt.map_or(0, |d| d.as_micros().clamp(1, u128::from(u32::MAX)) as u32);
+        let us = rtt.map_or(0, |d| d.as_micros().clamp(1, MAX_RTT.as_micros()) as u32);
+        let [a, b, c, _] = us.to_le_bytes();
+        self.rtt_us = [a, b, c];
     }
 
     fn observe(&mut self, now: Time, rtt: Option<Duration>) {
@@ -577,7 +586,7 @@ mod tests {
 
     #[test]
     fn contacts_stay_compact() {
-        assert!(std::mem::size_of::<Contact>() <= 56);
+        assert!(std::mem::size_of::<Contact>() <= 48);
         for a in ["127.0.0.1:5", "[2001:db8::1]:65535", "[::ffff:10.0.0.1]:7"] {
             let a: SocketAddr = a.parse().unwrap();
             let c = Contact::new(a, Time::ZERO);
@@ -585,6 +594,22 @@ mod tests {
             assert_eq!(c.id(), NodeId::of_addr(c.addr()));
             assert_eq!(c.key, c.id().prefix());
         }
+        let mut c = Contact::new("127.0.0.1:5".parse().unwrap(), Time::ZERO);
+        assert_eq!(c.rtt(), None);
+        for us in [1u64, 1_500, 250_000, 2_000_000, (1 << 24) - 1] {
+            c.set_rtt(Some(Duration::from_micros(us)));
+            assert_eq!(c.rtt(), Some(Duration::from_micros(us)));
+        }
+        c.set_rtt(Some(Duration::from_secs(3600)));
+        assert_eq!(
+            c.rtt(),
+            Some(MAX_RTT),
+            "a longer one is kept as the longest"
+        );
+        c.set_rtt(Some(Duration::ZERO));
+        assert_eq!(c.rtt(), Some(Duration::from_micros(1)));
+        c.set_rtt(None);
+        assert_eq!(c.rtt(), None);
     }
 
     #[test]

@@ -20,12 +20,28 @@ use std::net::SocketAddr;
 /// hash-table slack, and pruning works in place instead of rebuilding a table.
 #[derive(Debug, Clone)]
 pub(crate) struct PeerBook {
-    entries: Vec<(PackedAddr, PeerInfo)>,
+    entries: Vec<Kept>,
     /// Cookies too long or too unusual to keep inline (rare: other implementations).
     raw_cookies: Map<PackedAddr, Box<str>>,
     cap: usize,
     /// Unanswered requests in a row and when the last one expired (tenths of a second).
     silent: Map<PackedAddr, (u8, u32)>,
+}
+
+/// One address in the book: what is kept about it, and when it was last heard (engine time
+/// in tenths of a second, enough to tell the stalest; wraps after 13 years). 32 bytes with
+/// byte alignment.
+#[derive(Debug, Clone, Copy)]
+struct Kept {
+    addr: PackedAddr,
+    info: PeerInfo,
+    heard_ds: [u8; 4],
+}
+
+impl Kept {
+    fn heard_ds(&self) -> u32 {
+        u32::from_le_bytes(self.heard_ds)
+    }
 }
 
 /// Most addresses tracked as silent.
@@ -52,7 +68,7 @@ impl PeerBook {
     }
 
     fn entry(&self, key: &PackedAddr) -> Option<&PeerInfo> {
-        self.find(key).ok().map(|i| &self.entries[i].1)
+        self.find(key).ok().map(|i| &self.entries[i].info)
     }
 
     pub fn get(&self, addr: &SocketAddr) -> Option<&PeerInfo> {
@@ -99,7 +115,7 @@ impl PeerBook {
         let Ok(at) = self.find(&key) else {
             return false;
         };
-        store_cookie(&mut self.raw_cookies, key, &mut self.entries[at].1, e)
+        store_cookie(&mut self.raw_cookies, key, &mut self.entries[at].info, e)
     }
 
     /// [`PeerBook::set_their_cookie`] for an entry kept outside the book (a routing-table
@@ -112,7 +128,7 @@ impl PeerBook {
     /// contact); a cookie in the side map stays there.
     pub fn take(&mut self, addr: &SocketAddr) -> Option<PeerInfo> {
         let at = self.find(&PackedAddr::new(addr)).ok()?;
-        Some(self.entries.remove(at).1)
+        Some(self.entries.remove(at).info)
     }
 
     /// Gives back memory a burst left reserved, forgets silent addresses whose time ran
@@ -177,13 +193,20 @@ impl PeerBook {
                     at
                 };
                 crate::slack::make_room_for_one(&mut self.entries, self.cap);
-                self.entries.insert(at, (key, PeerInfo::default()));
+                self.entries.insert(
+                    at,
+                    Kept {
+                        addr: key,
+                        info: PeerInfo::default(),
+                        heard_ds: [0; 4],
+                    },
+                );
                 at
             }
         };
-        let p = &mut self.entries[at].1;
-        p.set_heard(now);
-        p
+        let k = &mut self.entries[at];
+        k.heard_ds = now.as_deciseconds().to_le_bytes();
+        &mut k.info
     }
 
     /// Forgets that `addr` kept silent (it was heard).
@@ -200,7 +223,7 @@ impl PeerBook {
         let mut ages: Vec<(u32, PackedAddr)> = self
             .entries
             .iter()
-            .map(|(a, p)| (p.heard_ds(), *a))
+            .map(|k| (k.heard_ds(), k.addr))
             .collect();
         let drop = (ages.len() / 4).max(1);
         // Addresses are unique, so (heard, address) orders entries totally: the `drop`
@@ -208,10 +231,10 @@ impl PeerBook {
         let (_, pivot, _) = ages.select_nth_unstable(drop - 1);
         let pivot = *pivot;
         let raw = &mut self.raw_cookies;
-        self.entries.retain(|(a, p)| {
-            let keep = (p.heard_ds(), *a) > pivot;
+        self.entries.retain(|k| {
+            let keep = (k.heard_ds(), k.addr) > pivot;
             if !keep && !raw.is_empty() {
-                raw.remove(a);
+                raw.remove(&k.addr);
             }
             keep
         });
@@ -255,7 +278,6 @@ impl super::Engine {
         match self.table.peer_mut(addr) {
             Some(info) => {
                 self.peers.heard_from(&addr);
-                info.set_heard(now);
                 info
             }
             None => self.peers.heard(addr, now),
@@ -297,8 +319,8 @@ impl super::Engine {
 }
 
 /// Where `key` is, or would go, in a book's sorted entries.
-fn find_in(entries: &[(PackedAddr, PeerInfo)], key: &PackedAddr) -> Result<usize, usize> {
-    entries.binary_search_by(|(a, _)| a.cmp(key))
+fn find_in(entries: &[Kept], key: &PackedAddr) -> Result<usize, usize> {
+    entries.binary_search_by(|k| k.addr.cmp(key))
 }
 
 /// Stores cookie `e` in `info`, kept for `key`: inline if it fits, else in `raw`. Returns
@@ -377,7 +399,8 @@ mod tests {
 
     #[test]
     fn entries_stay_compact() {
-        assert_eq!(std::mem::size_of::<(PackedAddr, PeerInfo)>(), 32);
+        assert_eq!(std::mem::size_of::<Kept>(), 32);
+        assert_eq!(std::mem::align_of::<Kept>(), 1);
         let a: SocketAddr = "127.0.0.1:5".parse().unwrap();
         let b: SocketAddr = "[::1]:5".parse().unwrap();
         assert_ne!(PackedAddr::new(&a), PackedAddr::new(&b));
@@ -480,7 +503,7 @@ mod tests {
                 model.insert(key, ds);
                 book.heard(a, Time::from_deciseconds(ds));
                 let kept: Vec<(PackedAddr, u32)> =
-                    book.entries.iter().map(|(a, p)| (*a, p.heard_ds())).collect();
+                    book.entries.iter().map(|k| (k.addr, k.heard_ds())).collect();
                 let want: Vec<(PackedAddr, u32)> = model.iter().map(|(a, t)| (*a, *t)).collect();
                 proptest::prop_assert_eq!(kept, want);
                 proptest::prop_assert!(book.entries.capacity() <= cap);
