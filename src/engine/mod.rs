@@ -25,7 +25,7 @@ pub use fetch::{
 pub use incoming::amplification_limit;
 pub use requests::LookupId;
 
-use crate::addr::canonical;
+use crate::addr::{canonical, PackedAddr};
 use crate::config::Config;
 use crate::cookie::CookieJar;
 use crate::hashing::Set;
@@ -168,8 +168,10 @@ pub struct Engine {
     /// Lookups that got input since they were last polled.
     dirty: BTreeSet<LookupId>,
     next_lookup: u64,
-    candidates: VecDeque<SocketAddr>,
-    candidate_set: Set<SocketAddr>,
+    /// Addresses from peer lists waiting to be pinged (packed: 18 bytes each), and the same
+    /// as a set.
+    candidates: VecDeque<PackedAddr>,
+    candidate_set: Set<PackedAddr>,
     bootstrap: Vec<SocketAddr>,
     saved: Vec<SocketAddr>,
     last_bootstrap: Option<Time>,

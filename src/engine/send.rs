@@ -3,6 +3,7 @@
 
 use super::requests::{nonce_text, Purpose, Request};
 use super::{timeout_for, Engine, Event, Transmit};
+use crate::addr::PackedAddr;
 use crate::id::NodeId;
 use crate::table::Seen;
 use crate::time::Time;
@@ -131,24 +132,26 @@ impl Engine {
             if self.candidates.len() >= self.cfg.max_candidates {
                 break;
             }
+            let key = PackedAddr::new(&a);
             if self.is_self(a)
                 || self.table.contains_id(a, id)
-                || self.candidate_set.contains(&a)
+                || self.candidate_set.contains(&key)
                 || !self.table.admits_id(a, id)
-                || !self.candidate_set.insert(a)
+                || !self.candidate_set.insert(key)
             {
                 continue;
             }
-            self.candidates.push_back(a);
+            self.candidates.push_back(key);
         }
     }
 
     pub(super) fn flush_candidates(&mut self, now: Time) {
         while self.requests.pings() < self.cfg.max_pings_in_flight {
-            let Some(a) = self.candidates.pop_front() else {
+            let Some(key) = self.candidates.pop_front() else {
                 break;
             };
-            self.candidate_set.remove(&a);
+            self.candidate_set.remove(&key);
+            let a = key.get();
             if self.table.contains(a) || !self.table.admits(a) || self.is_self(a) {
                 continue;
             }
