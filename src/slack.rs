@@ -38,6 +38,19 @@ pub(crate) fn shrink_deque<T>(q: &mut VecDeque<T>) {
     }
 }
 
+/// Room an emptied queue keeps for the next burst (drained on every wake, a node's outgoing
+/// queue holds a handful of datagrams, a busy one's a batch).
+const KEPT_ROOM: usize = 8;
+
+/// Lets an emptied queue go of its allocation if a burst grew it past [`KEPT_ROOM`]: queues
+/// drained on every wake then hold no memory between bursts, at the cost of an allocation
+/// or two per burst past that size.
+pub(crate) fn let_go_of_burst<T>(q: &mut VecDeque<T>) {
+    if q.is_empty() && q.capacity() > KEPT_ROOM {
+        *q = VecDeque::new();
+    }
+}
+
 /// Shrinks a map with far more room than it uses to twice its length.
 pub(crate) fn shrink_map<K: Hash + Eq, V, S: BuildHasher>(m: &mut HashMap<K, V, S>) {
     if slack(m.capacity(), m.len()) {
@@ -72,6 +85,20 @@ mod tests {
         q.clear();
         shrink_deque(&mut q);
         assert_eq!(q.capacity(), 0);
+        let mut q: VecDeque<u32> = (0..100).collect();
+        let_go_of_burst(&mut q);
+        assert!(
+            q.capacity() >= 100,
+            "a queue still holding its burst keeps it"
+        );
+        q.clear();
+        let_go_of_burst(&mut q);
+        assert_eq!(q.capacity(), 0, "an emptied one lets go");
+        let mut q: VecDeque<u32> = VecDeque::with_capacity(4);
+        q.push_back(1);
+        q.clear();
+        let_go_of_burst(&mut q);
+        assert!(q.capacity() >= 4, "a small one keeps its room");
         let mut m: HashMap<u32, u32> = (0..1000).map(|i| (i, i)).collect();
         m.retain(|k, _| *k < 3);
         shrink_map(&mut m);

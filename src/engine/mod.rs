@@ -291,14 +291,23 @@ impl Engine {
         self.peers.len()
     }
 
-    /// The next datagram to send.
+    /// The next datagram to send. Once the queue is empty it lets go of room a burst left
+    /// (so a thousand nodes in one process do not each keep their last burst's).
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.outbox.pop_front()
+        let t = self.outbox.pop_front();
+        if t.is_none() {
+            crate::slack::let_go_of_burst(&mut self.outbox);
+        }
+        t
     }
 
-    /// The next event.
+    /// The next event. Once the queue is empty it lets go of room a burst left.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let e = self.events.pop_front();
+        if e.is_none() {
+            crate::slack::let_go_of_burst(&mut self.events);
+        }
+        e
     }
 
     /// When [`Engine::handle_timeout`] should next be called.
