@@ -230,13 +230,16 @@ impl RoutingTable {
 
     /// [`RoutingTable::get`] for a caller that already has the ID of `addr`.
     pub fn get_id(&self, addr: SocketAddr, id: &NodeId) -> Option<&Contact> {
+        let (idx, pos) = self.locate(addr, id)?;
+        Some(&self.buckets[idx].entries[pos])
+    }
+
+    /// Where the contact at `addr` (whose ID is `id`) is: its bucket and its place there.
+    fn locate(&self, addr: SocketAddr, id: &NodeId) -> Option<(usize, usize)> {
         let key = PackedAddr::new(&addr);
         let idx = self.own.bucket_index(id)?;
-        self.buckets
-            .get(idx)?
-            .entries
-            .iter()
-            .find(|c| c.addr == key)
+        let pos = (self.buckets.get(idx)?.entries.iter()).position(|c| c.addr == key)?;
+        Some((idx, pos))
     }
 
     /// What is kept about `addr` (cookie, flags) if it is a contact. Spares keep nothing
@@ -247,14 +250,8 @@ impl RoutingTable {
 
     /// [`RoutingTable::peer`], to change.
     pub(crate) fn peer_mut(&mut self, addr: SocketAddr) -> Option<&mut PeerInfo> {
-        let key = PackedAddr::new(&addr);
-        let idx = self.own.bucket_index(&NodeId::of_addr(addr))?;
-        self.buckets
-            .get_mut(idx)?
-            .entries
-            .iter_mut()
-            .find(|c| c.addr == key)
-            .map(|c| &mut c.peer)
+        let (idx, pos) = self.locate(addr, &NodeId::of_addr(addr))?;
+        Some(&mut self.buckets[idx].entries[pos].peer)
     }
 
     /// Whether `addr` is in the table.
@@ -360,18 +357,11 @@ impl RoutingTable {
     /// the freshest spare that passes the caps, or dropped after `max_failures` misses.
     /// Returns whether it left the table.
     pub fn failed(&mut self, addr: SocketAddr) -> bool {
-        let addr = crate::addr::canonical(addr);
-        let key = PackedAddr::new(&addr);
-        let Some(idx) = self.own.bucket_index(&NodeId::of_addr(addr)) else {
+        let Some((idx, pos)) = self.locate(addr, &NodeId::of_addr(addr)) else {
             return false;
         };
         let max_failures = self.cfg.max_failures;
-        let Some(bucket) = self.buckets.get_mut(idx) else {
-            return false;
-        };
-        let Some(pos) = bucket.entries.iter().position(|c| c.addr == key) else {
-            return false;
-        };
+        let bucket = &mut self.buckets[idx];
         let c = &mut bucket.entries[pos];
         c.failures = c.failures.saturating_add(1);
         let failures = c.failures;
