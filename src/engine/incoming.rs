@@ -345,6 +345,11 @@ impl Engine {
                         self.send_request(now, src, Purpose::Peers, &[Message::PleaseSendPeers]);
                     }
                 }
+                Purpose::Sweep(target) => {
+                    if peers_msg.is_some_and(|(_, t)| t.is_none_or(|t| t == target)) {
+                        self.add_candidates(&list);
+                    }
+                }
                 Purpose::Ping | Purpose::EvictCheck => {}
             }
         }

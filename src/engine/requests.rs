@@ -20,6 +20,9 @@ pub(crate) enum Purpose {
     Peers,
     /// A step of a lookup.
     Lookup(LookupId, NodeId),
+    /// One `WhereAreThey` of a joining node's sweep of a bucket (see
+    /// `Engine::sweep_bucket`): its answer only brings candidates.
+    Sweep(NodeId),
     /// `IHaveSome` for an id to one of the nodes closest to it.
     Announce(NodeId),
     /// A ping the owner asked for ([`super::Engine::ping`]).
@@ -130,6 +133,8 @@ impl Requests {
                         (Purpose::Peers, None) => true,
                         (Purpose::Lookup(_, t), Some(x)) => t == x,
                         (Purpose::Lookup(..), None) => true,
+                        (Purpose::Sweep(t), Some(x)) => t == x,
+                        (Purpose::Sweep(_), None) => true,
                         _ => false,
                     }
             })
@@ -228,7 +233,7 @@ mod tests {
     fn op() -> impl proptest::strategy::Strategy<Value = Op> {
         use proptest::prelude::*;
         prop_oneof![
-            (0..12u64, 0..3u8, 0..4u8, 1..500u16).prop_map(|(n, a, p, d)| Op::Insert(n, a, p, d)),
+            (0..12u64, 0..3u8, 0..5u8, 1..500u16).prop_map(|(n, a, p, d)| Op::Insert(n, a, p, d)),
             (0..12u64, 0..3u8).prop_map(|(n, a)| Op::Answer(n, a)),
             (0..3u8, proptest::option::of(0..2u8)).prop_map(|(a, t)| Op::AnswerPeers(a, t)),
             Just(Op::Expire),
@@ -246,7 +251,8 @@ mod tests {
                 0 => Purpose::Ping,
                 1 => Purpose::Peers,
                 2 => Purpose::Lookup(LookupId(1), target(0)),
-                _ => Purpose::Lookup(LookupId(2), target(1)),
+                3 => Purpose::Lookup(LookupId(2), target(1)),
+                _ => Purpose::Sweep(target(1)),
             };
             let mut r = Requests::default();
             let mut model: std::collections::BTreeMap<u64, Request> = Default::default();
@@ -283,8 +289,11 @@ mod tests {
                                 q.addr == addr(a)
                                     && now <= q.expires
                                     && match (q.purpose, t) {
-                                        (Purpose::Peers, None) | (Purpose::Lookup(..), None) => true,
-                                        (Purpose::Lookup(_, x), Some(y)) => x == y,
+                                        (Purpose::Peers, None)
+                                        | (Purpose::Lookup(..), None)
+                                        | (Purpose::Sweep(_), None) => true,
+                                        (Purpose::Lookup(_, x), Some(y))
+                                        | (Purpose::Sweep(x), Some(y)) => x == y,
                                         _ => false,
                                     }
                             })
