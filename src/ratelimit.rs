@@ -28,6 +28,12 @@ pub const UNITS_PER_TOKEN: u64 = 1_000_000;
 /// Entries looked at to pick one to evict when a [`PerSource`] table is full.
 const EVICTION_SAMPLE: usize = 8;
 
+/// Most sources a [`PerSource`] table finds by scanning its slots; a larger table keeps a
+/// hash index beside them. Nodes mostly hold a handful of sources at once (a joining node's
+/// peers, one by one); the index cost a node among 1,000 joining together about 0.6 KB at
+/// its peak.
+const SCAN_LIMIT: usize = 32;
+
 /// How often a [`PerSource`] table sweeps out its full buckets.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
@@ -152,6 +158,8 @@ pub struct PerSource {
     limit: Limit,
     max_entries: usize,
     slots: Vec<Slot>,
+    /// Where each source's slot is, once there are more than [`SCAN_LIMIT`] (empty, and
+    /// holding no memory, until then).
     index: Map<SourceKey, usize>,
     /// Where the next eviction starts looking.
     hand: usize,
@@ -195,16 +203,39 @@ impl PerSource {
 
     /// Whether `key` has a bucket now.
     pub fn contains(&self, key: SourceKey) -> bool {
-        self.index.contains_key(&key)
+        self.position(key).is_some()
+    }
+
+    /// The slot of `key`, if it has one.
+    fn position(&self, key: SourceKey) -> Option<usize> {
+        if self.slots.len() > SCAN_LIMIT {
+            self.index.get(&key).copied()
+        } else {
+            self.slots.iter().position(|s| s.key == key)
+        }
+    }
+
+    /// Indexes every slot once the table is past [`SCAN_LIMIT`], and lets go of the index
+    /// once it is back within it.
+    fn reindex(&mut self) {
+        if self.slots.len() > SCAN_LIMIT {
+            self.index.clear();
+            self.index
+                .extend(self.slots.iter().enumerate().map(|(i, s)| (s.key, i)));
+            if self.index.capacity() > 4 * self.index.len() + 32 {
+                self.index.shrink_to(2 * self.index.len());
+            }
+        } else {
+            self.index = Map::default();
+        }
     }
 
     /// Whether a request from `key` at `now` would be granted (nothing changes).
     pub fn has_token(&self, key: SourceKey, now: Time) -> bool {
         self.limit.is_unlimited()
             || self
-                .index
-                .get(&key)
-                .is_none_or(|&i| self.slots[i].bucket.has_token(self.limit, now))
+                .position(key)
+                .is_none_or(|i| self.slots[i].bucket.has_token(self.limit, now))
     }
 
     /// Charges one request from `key` at `now`; returns whether it is granted.
@@ -215,8 +246,8 @@ impl PerSource {
         if now >= self.next_sweep {
             self.sweep(now);
         }
-        let i = match self.index.get(&key) {
-            Some(&i) => i,
+        let i = match self.position(key) {
+            Some(i) => i,
             None => self.insert(key, now),
         };
         self.slots[i].bucket.try_take(self.limit, now)
@@ -244,15 +275,21 @@ impl PerSource {
                 if !reusable {
                     self.evictions += 1;
                 }
-                self.index.remove(&self.slots[best].key);
+                if n > SCAN_LIMIT {
+                    self.index.remove(&self.slots[best].key);
+                    self.index.insert(key, best);
+                }
                 self.slots[best] = Slot { key, bucket };
-                self.index.insert(key, best);
                 return best;
             }
             self.hand = (self.hand + EVICTION_SAMPLE) % n;
         }
         self.slots.push(Slot { key, bucket });
-        self.index.insert(key, n);
+        if n == SCAN_LIMIT {
+            self.reindex();
+        } else if n > SCAN_LIMIT {
+            self.index.insert(key, n);
+        }
         n
     }
 
@@ -263,11 +300,7 @@ impl PerSource {
         let mut i = 0;
         while i < self.slots.len() {
             if self.slots[i].bucket.is_full(self.limit, now) {
-                let gone = self.slots.swap_remove(i);
-                self.index.remove(&gone.key);
-                if let Some(moved) = self.slots.get(i) {
-                    self.index.insert(moved.key, i);
-                }
+                self.slots.swap_remove(i);
             } else {
                 i += 1;
             }
@@ -278,9 +311,7 @@ impl PerSource {
         if self.slots.capacity() > 4 * self.slots.len() + 32 {
             self.slots.shrink_to(2 * self.slots.len());
         }
-        if self.index.capacity() > 4 * self.index.len() + 32 {
-            self.index.shrink_to(2 * self.index.len());
-        }
+        self.reindex();
     }
 }
 
@@ -602,13 +633,14 @@ mod tests {
     proptest! {
         /// Over every window, a source is granted at most burst + rate × window, unless the
         /// table, full, forgot it while it was in debt; the table never holds more than its
-        /// bound. Time moves forward (as the driver's clock does).
+        /// bound. Time moves forward (as the driver's clock does). Up to 64 sources, so that
+        /// tables are both scanned and indexed (past `SCAN_LIMIT`).
         #[test]
         fn never_more_than_burst_plus_rate_times_t(
             rate in 1u32..5_000,
             burst in 1u32..50,
-            max in 1usize..24,
-            steps in proptest::collection::vec((0u8..16, 0u64..3_000), 1..400),
+            max in 1usize..80,
+            steps in proptest::collection::vec((0u8..64, 0u64..3_000), 1..400),
         ) {
             let l = Limit::new(rate, burst);
             let mut t = PerSource::new(l, max);
@@ -619,10 +651,10 @@ mod tests {
             for (src, dt) in steps {
                 now += dt;
                 let at = Time::from_micros(now);
-                let in_debt: Vec<u8> = (0u8..16)
+                let in_debt: Vec<u8> = (0u8..64)
                     .filter(|s| {
-                        t.index.get(&SourceKey::V4(u32::from(*s)))
-                            .is_some_and(|&i| !t.slots[i].bucket.is_full(l, at))
+                        t.position(SourceKey::V4(u32::from(*s)))
+                            .is_some_and(|i| !t.slots[i].bucket.is_full(l, at))
                     })
                     .collect();
                 if t.try_take(SourceKey::V4(u32::from(src)), at) {
@@ -634,12 +666,19 @@ mod tests {
                     }
                 }
                 prop_assert!(t.len() <= max);
-                prop_assert_eq!(t.index.len(), t.slots.len());
+                if t.slots.len() > SCAN_LIMIT {
+                    prop_assert_eq!(t.index.len(), t.slots.len());
+                    for (i, slot) in t.slots.iter().enumerate() {
+                        prop_assert_eq!(t.index.get(&slot.key), Some(&i));
+                    }
+                } else {
+                    prop_assert_eq!(t.index.capacity(), 0, "no index while scanning");
+                }
                 for (i, slot) in t.slots.iter().enumerate() {
-                    prop_assert_eq!(t.index.get(&slot.key), Some(&i));
+                    prop_assert_eq!(t.position(slot.key), Some(i));
                 }
             }
-            if max >= 16 {
+            if max >= 64 {
                 prop_assert!(forgotten_in_debt.is_empty(), "room for all, none forgotten");
             }
             for (src, times) in &granted {
