@@ -248,6 +248,9 @@ impl Engine {
             Message::Peers { peers, target } => Some((peers.as_slice(), *target)),
             _ => None,
         });
+        // Whether the `Peers` answers a request about `target` (one naming no target may).
+        let peers_for =
+            |target: NodeId| peers_msg.is_some_and(|(_, t)| t.is_none_or(|t| t == target));
         if let (false, Some((_, target))) = (proven, peers_msg) {
             answered.extend(self.requests.answer_peers(src, target, now));
         }
@@ -278,7 +281,7 @@ impl Engine {
             match req.purpose {
                 Purpose::Lookup(id, target) => {
                     // A Peers naming another target answers another request.
-                    let fits = peers_msg.is_some_and(|(_, t)| t.is_none_or(|t| t == target));
+                    let fits = peers_for(target);
                     let maybe = msgs.iter().find_map(|m| match m {
                         Message::MaybeTheyHaveSome {
                             id: mid,
@@ -346,7 +349,7 @@ impl Engine {
                     }
                 }
                 Purpose::Sweep(target) => {
-                    if peers_msg.is_some_and(|(_, t)| t.is_none_or(|t| t == target)) {
+                    if peers_for(target) {
                         self.add_candidates(&list);
                     }
                 }

@@ -13,12 +13,8 @@ use std::net::SocketAddr;
 impl Engine {
     pub(super) fn start(&mut self, now: Time, target: NodeId, kind: LookupKind) -> LookupId {
         let k = self.cfg.lookup.k;
-        let mut seeds: Vec<SocketAddr> = self
-            .table
-            .closest(&target, k)
-            .iter()
-            .map(|c| c.addr())
-            .collect();
+        let mut seeds = Vec::new();
+        self.table.closest_addrs(&target, k, None, &mut seeds);
         if seeds.len() < k {
             seeds.extend(self.bootstrap.iter().chain(self.saved.iter()).copied());
         }

@@ -169,13 +169,9 @@ impl Engine {
     fn sweep_bucket(&mut self, now: Time, idx: usize) {
         self.table.touch(idx, now);
         let target = self.id().random_in_bucket(idx, &mut self.rng);
-        let alpha = self.cfg.lookup.alpha;
-        let addrs: Vec<std::net::SocketAddr> = self
-            .table
-            .closest(&target, alpha)
-            .iter()
-            .map(|c| c.addr())
-            .collect();
+        let mut addrs = Vec::new();
+        self.table
+            .closest_addrs(&target, self.cfg.lookup.alpha, None, &mut addrs);
         for addr in addrs {
             self.send_request(
                 now,

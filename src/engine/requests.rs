@@ -131,10 +131,7 @@ impl Requests {
                     && now <= r.expires
                     && match (r.purpose, target) {
                         (Purpose::Peers, None) => true,
-                        (Purpose::Lookup(_, t), Some(x)) => t == x,
-                        (Purpose::Lookup(..), None) => true,
-                        (Purpose::Sweep(t), Some(x)) => t == x,
-                        (Purpose::Sweep(_), None) => true,
+                        (Purpose::Lookup(_, t) | Purpose::Sweep(t), x) => x.is_none_or(|x| x == t),
                         _ => false,
                     }
             })
